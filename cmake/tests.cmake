@@ -1,0 +1,35 @@
+# Tests: C units beside the engine (engine/test/test_*.c, one executable
+# each) and the busted specs in spec/ (run under LuaJIT), all under ctest.
+
+file(GLOB ENGINE_TESTS ${CMAKE_SOURCE_DIR}/engine/test/test_*.c)
+foreach(src ${ENGINE_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE gleam_static PkgConfig::MSGPACK)
+  add_test(NAME c_${name} COMMAND ${name})
+  set_tests_properties(c_${name} PROPERTIES ENVIRONMENT
+    "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;\;")
+endforeach()
+
+find_program(LUAJIT_BIN luajit REQUIRED)
+set(SPEC_ENV
+  "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;\;"
+  "LUA_CPATH=${GLEAM_LUA_CPATH_DIR}/?.so\;\;"
+  "GLEAM_BIN=$<TARGET_FILE:gleam>"
+  "GLEAM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+if(GLEAM_SANITIZE)
+  # luajit itself is not instrumented: the runtime must come first, and
+  # leaks are checked in the C tests and the gleam binary instead.
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+    OUTPUT_VARIABLE ASAN_LIB OUTPUT_STRIP_TRAILING_WHITESPACE)
+  list(APPEND SPEC_ENV "LD_PRELOAD=${ASAN_LIB}" "ASAN_OPTIONS=detect_leaks=0")
+endif()
+
+file(GLOB SPECS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
+foreach(spec ${SPECS})
+  get_filename_component(name ${spec} NAME_WE)
+  add_test(NAME ${name}
+    COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/spec/busted.lua --output=utfTerminal ${spec}
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${SPEC_ENV}" TIMEOUT 600)
+endforeach()

@@ -1,0 +1,32 @@
+/* agg.h: the hash table behind reduce_by_key and reduce. It maps a row's
+ * key (the encodings of its key fields) to a dense slot number, in order of
+ * first appearance, so the values can live wherever the combiner does: in
+ * C arrays for the built-ins, in Lua arrays for a Lua function (which calls
+ * gl_agg_slot through the FFI, one direct call per row). */
+#ifndef GL_AGG_H
+#define GL_AGG_H
+
+#include "row.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gl_agg gl_agg;
+
+/* Returns a new table (caller frees with gl_agg_free), or NULL. */
+gl_agg *gl_agg_new(const gl_keyspec *key);
+void gl_agg_free(gl_agg *a);
+
+/* Finds or adds the slot of the key of the row at [row, row+len).
+ * Returns slot * 2 + 1 for a new slot, slot * 2 for a known one, -1 when
+ * out of memory. */
+int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
+
+/* The key bytes of a slot (borrowed: valid until the next gl_agg_slot). */
+const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);
+uint32_t gl_agg_count(const gl_agg *a);
+uint32_t gl_agg_nkeys(const gl_agg *a);
+/* Bytes held by the table (keys and index). */
+size_t gl_agg_bytes(const gl_agg *a);
+
+#endif

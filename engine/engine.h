@@ -1,0 +1,30 @@
+/* engine.h: the local runner: a pool of workers and the loop that runs a
+ * plan's stages in order on it. */
+#ifndef GL_ENGINE_H
+#define GL_ENGINE_H
+
+#include "err.h"
+#include "plan.h"
+#include "store.h"
+
+#include <stdatomic.h>
+
+typedef struct gl_engine gl_engine;
+
+/* Starts `workers` worker threads (0: one per core). The Lua paths are
+ * those the workers load gleam.worker from. Returns the engine (free with
+ * gl_engine_free) or NULL with err set. */
+gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err);
+void gl_engine_free(gl_engine *e);
+uint32_t gl_engine_workers(const gl_engine *e);
+
+/* Runs the flow ending at dataset `target`. On success *out holds the
+ * target's shards in order (caller frees with gl_output_free). `cancel`, if
+ * not NULL, stops the run when it becomes non-zero. Not reentrant: one run
+ * at a time per engine. */
+int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out, gl_err *err);
+
+/* Cores the engine would use by default. */
+uint32_t gl_cores(void);
+
+#endif

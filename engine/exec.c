@@ -1,0 +1,181 @@
+/* exec.c: running a plan. Stages run one after another, each as one pool
+ * run of its tasks; a stage's output is freed as soon as the stage reading
+ * it is done. The first task to fail stops the others at their next batch,
+ * and its message is the run's error. */
+#define _GNU_SOURCE
+#include "compare.h"
+#include "engine.h"
+#include "pool.h"
+#include "task.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+struct gl_engine {
+    gl_pool *pool;
+    uint64_t runs;
+};
+
+uint32_t gl_cores(void)
+{
+    unsigned n = uv_available_parallelism();
+    return n ? n : 1;
+}
+
+gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err)
+{
+    gl_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        gl_err_set(err, GL_ENOMEM, "engine: out of memory");
+        return NULL;
+    }
+    if (!(e->pool = gl_pool_new(workers ? workers : gl_cores(), lua_path, lua_cpath, err))) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void gl_engine_free(gl_engine *e)
+{
+    if (!e)
+        return;
+    gl_pool_free(e->pool);
+    free(e);
+}
+
+uint32_t gl_engine_workers(const gl_engine *e) { return gl_pool_size(e->pool); }
+
+typedef struct stage_run {
+    gl_run *run;
+    gl_task *tasks;
+    atomic_int first; /* index + 1 of the first failed task */
+} stage_run;
+
+static void task_job(void *ctx, gl_worker *w, uint32_t i)
+{
+    stage_run *sr = ctx;
+    gl_task *t = &sr->tasks[i];
+    t->w = w;
+    if (gl_task_run(t) && t->err.code != GL_ECANCEL) {
+        int none = 0;
+        if (atomic_compare_exchange_strong(&sr->first, &none, (int)i + 1))
+            atomic_store(&sr->run->failed, 1);
+    }
+}
+
+typedef struct keyref {
+    const uint8_t *p;
+    size_t len;
+} keyref;
+
+typedef struct boundctx {
+    uint32_t nk;
+    bool desc;
+} boundctx;
+
+static int cmp_key(const void *x, const void *y, void *arg)
+{
+    const keyref *a = x, *b = y;
+    const boundctx *c = arg;
+    int r = gl_cmp_seq(a->p, a->p + a->len, b->p, b->p + b->len, c->nk);
+    return c->desc ? -r : r;
+}
+
+/* Picks nparts-1 keys that cut the pooled sample into equal runs. */
+static int set_bounds(gl_stage *next, gl_task *tasks, uint32_t ntasks)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < ntasks; i++)
+        n += tasks[i].nsample;
+    keyref *v = malloc((n ? n : 1) * sizeof *v);
+    if (!(next->bound_off = calloc(next->nparts + 1, sizeof *next->bound_off)) || !v) {
+        free(v);
+        return -1;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < ntasks; i++)
+        for (uint32_t j = 0; j < tasks[i].nsample; j++) {
+            size_t a = tasks[i].sample_off[j];
+            size_t b = j + 1 < tasks[i].nsample ? tasks[i].sample_off[j + 1] : tasks[i].sample.len;
+            v[k++] = (keyref){tasks[i].sample.data + a, b - a};
+        }
+    boundctx c = {next->sink_key.n, next->sink_desc};
+    qsort_r(v, n, sizeof *v, cmp_key, &c);
+    int rc = 0;
+    for (uint32_t p = 1; p < next->nparts && !rc; p++) {
+        next->bound_off[p - 1] = (uint32_t)next->bounds.len;
+        if (n)
+            rc = gl_buf_append(&next->bounds, v[n * p / next->nparts].p, v[n * p / next->nparts].len);
+        else
+            rc = gl_buf_append(&next->bounds, "\xc0", 1);  /* no rows: any bound will do */
+    }
+    next->bound_off[next->nparts - 1] = (uint32_t)next->bounds.len;
+    next->bound_off[next->nparts] = (uint32_t)next->bounds.len;
+    free(v);
+    return rc;
+}
+
+static void free_tasks(gl_task *tasks, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        gl_buf_free(&tasks[i].sample);
+        free(tasks[i].sample_off);
+    }
+    free(tasks);
+}
+
+int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out, gl_err *err)
+{
+    gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel};
+    *out = NULL;
+    int rc = gl_plan_stages(p, target, gl_pool_size(e->pool), &run.stages, err);
+    if (rc)
+        return rc;
+    run.outs = calloc(run.stages.n, sizeof *run.outs);
+    if (!run.outs)
+        rc = gl_err_set(err, GL_ENOMEM, "engine: out of memory");
+    for (uint32_t s = 0; s < run.stages.n && !rc; s++) {
+        gl_stage *st = &run.stages.v[s];
+        gl_task *tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *tasks);
+        run.outs[s] = gl_output_new(st->nparts, st->ntasks);
+        if (!tasks || !run.outs[s]) {
+            free(tasks);
+            rc = gl_err_set(err, GL_ENOMEM, "engine: out of memory");
+            break;
+        }
+        for (uint32_t i = 0; i < st->ntasks; i++) {
+            tasks[i].run = &run;
+            tasks[i].st = st;
+            tasks[i].index = i;
+            tasks[i].out = run.outs[s];
+            tasks[i].in = st->src == GL_SRC_STAGE ? run.outs[st->src_stage] : NULL;
+        }
+        stage_run sr = {.run = &run, .tasks = tasks};
+        gl_pool_run(e->pool, task_job, &sr, st->ntasks);
+        int first = atomic_load(&sr.first);
+        if (first) {
+            gl_err *te = &tasks[first - 1].err;
+            rc = gl_err_set(err, te->code, "%s", te->msg);
+        } else if (cancel && atomic_load(cancel)) {
+            rc = gl_err_set(err, GL_ECANCEL, "cancelled");
+        } else if (st->sample && s + 1 < run.stages.n && set_bounds(&run.stages.v[s + 1], tasks, st->ntasks)) {
+            rc = gl_err_set(err, GL_ENOMEM, "sort: out of memory");
+        }
+        free_tasks(tasks, st->ntasks);
+        if (st->src == GL_SRC_STAGE) {
+            gl_output_free(run.outs[st->src_stage]);
+            run.outs[st->src_stage] = NULL;
+        }
+    }
+    if (!rc && run.stages.n) {
+        *out = run.outs[run.stages.n - 1];
+        run.outs[run.stages.n - 1] = NULL;
+    }
+    for (uint32_t s = 0; run.outs && s < run.stages.n; s++)
+        gl_output_free(run.outs[s]);
+    free(run.outs);
+    gl_stages_free(&run.stages);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* mpk.h: the msgpack subset rows are made of, read and written in place.
+ *
+ * Rows never leave msgpack form in C: these helpers write canonical
+ * encodings (the smallest form for each integer, str for all byte strings)
+ * into a gl_buf, and walk encoded values without decoding them. Every reader
+ * takes an end pointer and returns NULL on truncated or malformed input, so
+ * bytes from a file or a socket can be checked before they are trusted.
+ * Format: https://github.com/msgpack/msgpack/blob/master/spec.md */
+#ifndef GL_MPK_H
+#define GL_MPK_H
+
+#include "buf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Classes in the order keys sort (DESIGN.md, data model). */
+enum gl_mpk_class {
+    GL_MPK_NIL,
+    GL_MPK_BOOL,
+    GL_MPK_NUM,
+    GL_MPK_STR,
+    GL_MPK_ARRAY,
+    GL_MPK_MAP,
+    GL_MPK_EXT,
+};
+
+enum gl_num_kind { GL_NUM_INT, GL_NUM_UINT, GL_NUM_DOUBLE };
+
+typedef struct gl_num {
+    enum gl_num_kind kind; /* GL_NUM_UINT only for values above INT64_MAX */
+    union {
+        int64_t i;
+        uint64_t u;
+        double d;
+    } v;
+} gl_num;
+
+/* One value's head: its class and what follows the header. */
+typedef struct gl_mpk_head {
+    enum gl_mpk_class cls;
+    const uint8_t *body; /* first byte after the header */
+    uint32_t n;          /* str: byte length; array: items; map: pairs; ext: length */
+    int8_t ext_type;
+    bool b;              /* GL_MPK_BOOL */
+    gl_num num;          /* GL_MPK_NUM */
+} gl_mpk_head;
+
+/* Reads the header of the value at p. Returns p past the header (for str and
+ * ext: past the payload too), or NULL if the bytes before end are malformed. */
+const uint8_t *gl_mpk_head_read(const uint8_t *p, const uint8_t *end, gl_mpk_head *h);
+
+/* Returns p past one whole value (nested arrays and maps included), or NULL.
+ * Nesting deeper than GL_MPK_MAX_DEPTH is treated as malformed. */
+#define GL_MPK_MAX_DEPTH 256
+const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end);
+
+/* Writers: 0 ok, -1 out of memory. */
+int gl_mpk_put_nil(gl_buf *b);
+int gl_mpk_put_bool(gl_buf *b, bool v);
+int gl_mpk_put_int(gl_buf *b, int64_t v);
+int gl_mpk_put_uint(gl_buf *b, uint64_t v);
+int gl_mpk_put_double(gl_buf *b, double v);
+int gl_mpk_put_str(gl_buf *b, const void *s, size_t n);
+int gl_mpk_put_array(gl_buf *b, uint32_t n);
+int gl_mpk_put_map(gl_buf *b, uint32_t n);
+/* A number written the way Lua writes one: integral doubles in int64 range
+ * (but not -0.0) become integers, everything else stays a double. */
+int gl_mpk_put_number(gl_buf *b, double v);
+
+#endif

@@ -1,0 +1,74 @@
+/* op_narrow.c: narrow ops that run in C with no Lua call: the words
+ * tokenizer (gleam.fn.words) and select. */
+#include "mpk.h"
+#include "source.h"
+#include "task.h"
+
+static inline bool word_byte(uint8_t c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* Each word (a run of ASCII letters and digits) of field 1 becomes a row. */
+static int words_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    const uint8_t *p = rows, *end = rows + len;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = p;
+        p = gl_row_end(p, end);
+        const uint8_t *fs, *fe;
+        gl_row_field(row, p, 1, &fs, &fe);
+        gl_mpk_head h;
+        if (!gl_mpk_head_read(fs, fe, &h) || h.cls != GL_MPK_STR)
+            return gl_task_fail_row(op->t, op->d->step, "gleam.fn.words needs a string in field 1", row, p);
+        const uint8_t *s = h.body, *se = h.body + h.n;
+        while (s < se) {
+            while (s < se && !word_byte(*s))
+                s++;
+            const uint8_t *w = s;
+            while (s < se && word_byte(*s))
+                s++;
+            if (s > w) {
+                if (gl_buf_reserve(&op->out, 6 + (size_t)(s - w)))
+                    return gl_err_set(&op->t->err, GL_ENOMEM, "words: out of memory");
+                op->out.data[op->out.len++] = 0x91;
+                gl_mpk_put_str(&op->out, w, (size_t)(s - w));
+                op->out_rows++;
+            }
+        }
+        int rc = gl_op_flush(op, GL_BATCH_BYTES);
+        if (rc)
+            return rc;
+    }
+    return gl_op_flush(op, 0);
+}
+
+static int select_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    const gl_keyspec *k = &op->d->key;
+    const uint8_t *p = rows, *end = rows + len;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = p;
+        p = gl_row_end(p, end);
+        if (gl_mpk_put_array(&op->out, k->n) || gl_row_key_put(&op->out, row, p, k))
+            return gl_err_set(&op->t->err, GL_ENOMEM, "select: out of memory");
+        op->out_rows++;
+    }
+    return gl_op_flush(op, 0);
+}
+
+static int pass_finish(gl_opr *op) { return gl_op_flush(op, 0); }
+
+int gl_op_words_init(gl_opr *op)
+{
+    op->push = words_push;
+    op->finish = pass_finish;
+    return 0;
+}
+
+int gl_op_select_init(gl_opr *op)
+{
+    op->push = select_push;
+    op->finish = pass_finish;
+    return 0;
+}

@@ -1,0 +1,436 @@
+/* plan.c: building the DAG and cutting it into stages (see plan.h). */
+#include "plan.h"
+
+#include "mpk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gl_plan {
+    gl_step *steps;
+    int n, cap;
+};
+
+gl_plan *gl_plan_new(void) { return calloc(1, sizeof(gl_plan)); }
+
+static void step_free(gl_step *s)
+{
+    free(s->name);
+    free(s->where);
+    gl_buf_free(&s->fn);
+    gl_buf_free(&s->rows);
+    for (uint32_t i = 0; i < s->npaths; i++)
+        free(s->paths[i]);
+    free(s->paths);
+}
+
+void gl_plan_free(gl_plan *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n; i++)
+        step_free(&p->steps[i]);
+    free(p->steps);
+    free(p);
+}
+
+static gl_step *get(gl_plan *p, int id) { return id >= 0 && id < p->n ? &p->steps[id] : NULL; }
+
+const gl_step *gl_plan_get(const gl_plan *p, int id) { return get((gl_plan *)p, id); }
+int gl_plan_nsteps(const gl_plan *p) { return p->n; }
+
+static bool is_source(int kind)
+{
+    return kind == GL_STEP_TEXT || kind == GL_STEP_ROWS || kind == GL_STEP_RANGE;
+}
+
+int gl_plan_step(gl_plan *p, int kind, int input, const char *name, const char *where)
+{
+    if (kind < 0 || kind >= GL_STEP_KINDS)
+        return GL_EINVAL;
+    if (is_source(kind) ? input != -1 : !get(p, input))
+        return GL_EINVAL;
+    if (p->n == p->cap) {
+        int cap = p->cap ? p->cap * 2 : 16;
+        gl_step *s = realloc(p->steps, (size_t)cap * sizeof *s);
+        if (!s)
+            return GL_ENOMEM;
+        p->steps = s;
+        p->cap = cap;
+    }
+    gl_step *s = &p->steps[p->n];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->input = input;
+    s->name = strdup(name ? name : "?");
+    s->where = strdup(where ? where : "?");
+    if (!s->name || !s->where) {
+        step_free(s);
+        return GL_ENOMEM;
+    }
+    s->key.n = 1;
+    s->key.f[0] = 1;
+    return p->n++;
+}
+
+int gl_plan_set_fn(gl_plan *p, int id, const uint8_t *blob, size_t len)
+{
+    gl_step *s = get(p, id);
+    if (!s)
+        return GL_EINVAL;
+    s->fn.len = 0;
+    return gl_buf_append(&s->fn, blob, len) ? GL_ENOMEM : 0;
+}
+
+int gl_plan_set_builtin(gl_plan *p, int id, int builtin)
+{
+    gl_step *s = get(p, id);
+    if (!s || builtin < GL_FN_NONE || builtin > GL_FN_COUNT)
+        return GL_EINVAL;
+    s->builtin = builtin;
+    return 0;
+}
+
+int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n)
+{
+    gl_step *s = get(p, id);
+    if (!s || n > GL_KEY_MAX)
+        return GL_EINVAL;
+    for (uint32_t i = 0; i < n; i++)
+        if (fields[i] < 1)
+            return GL_EINVAL;
+    s->key.n = n;
+    memcpy(s->key.f, fields, n * sizeof *fields);
+    s->has_key = true;
+    return 0;
+}
+
+int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v)
+{
+    gl_step *s = get(p, id);
+    if (!s)
+        return GL_EINVAL;
+    switch (param) {
+    case GL_P_SHARDS: if (v < 0 || v > 1 << 20) return GL_EINVAL; s->shards = v; return 0;
+    case GL_P_N: s->n = v; return 0;
+    case GL_P_FROM: s->from = v; return 0;
+    case GL_P_TO: s->to = v; return 0;
+    case GL_P_DESC: s->desc = v != 0; return 0;
+    }
+    return GL_EINVAL;
+}
+
+int gl_plan_add_path(gl_plan *p, int id, const char *pattern)
+{
+    gl_step *s = get(p, id);
+    if (!s || s->kind != GL_STEP_TEXT)
+        return GL_EINVAL;
+    char **v = realloc(s->paths, (s->npaths + 1) * sizeof *v);
+    if (!v)
+        return GL_ENOMEM;
+    s->paths = v;
+    if (!(v[s->npaths] = strdup(pattern)))
+        return GL_ENOMEM;
+    s->npaths++;
+    return 0;
+}
+
+int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    gl_step *s = get(p, id);
+    if (!s || s->kind != GL_STEP_ROWS || !gl_rows_valid(rows, len, nrows))
+        return GL_EINVAL;
+    if (gl_buf_append(&s->rows, rows, len))
+        return GL_ENOMEM;
+    s->nrows += nrows;
+    return 0;
+}
+
+/* ---- planning ---- */
+
+typedef struct planner {
+    const gl_plan *p;
+    gl_stages *out;
+    uint32_t workers;
+    gl_err *err;
+} planner;
+
+static int new_stage(planner *pl, uint32_t *id)
+{
+    gl_stages *o = pl->out;
+    gl_stage *v = realloc(o->v, (o->n + 1) * sizeof *v);
+    if (!v)
+        return gl_err_set(pl->err, GL_ENOMEM, "planner: out of memory");
+    o->v = v;
+    memset(&v[o->n], 0, sizeof v[o->n]);
+    v[o->n].id = o->n;
+    v[o->n].src_step = -1;
+    *id = o->n++;
+    return 0;
+}
+
+static int add_op(planner *pl, uint32_t sid, gl_opdesc op)
+{
+    gl_stage *st = &pl->out->v[sid];
+    if (st->nops == st->capops) {
+        uint32_t cap = st->capops ? st->capops * 2 : 4;
+        gl_opdesc *v = realloc(st->ops, cap * sizeof *v);
+        if (!v)
+            return gl_err_set(pl->err, GL_ENOMEM, "planner: out of memory");
+        st->ops = v;
+        st->capops = cap;
+    }
+    st->ops[st->nops++] = op;
+    return 0;
+}
+
+static uint32_t wide_parts(planner *pl, const gl_step *s)
+{
+    return s->shards > 0 ? (uint32_t)s->shards : pl->workers;
+}
+
+static gl_keyspec leading_key(uint32_t n)
+{
+    gl_keyspec k = {.n = n};
+    for (uint32_t i = 0; i < n; i++)
+        k.f[i] = i + 1;
+    return k;
+}
+
+/* Ends stage sid with a sink and opens the stage that reads it. */
+static int cut(planner *pl, uint32_t sid, enum gl_sink_kind sink, uint32_t nparts,
+               gl_keyspec key, bool desc, uint32_t *next)
+{
+    gl_stage *st = &pl->out->v[sid];
+    st->sink = sink;
+    st->nparts = sink == GL_SINK_LOCAL ? st->ntasks : nparts;
+    st->sink_key = key;
+    st->sink_desc = desc;
+    int rc = new_stage(pl, next);
+    if (rc)
+        return rc;
+    gl_stage *nx = &pl->out->v[*next];
+    nx->src = GL_SRC_STAGE;
+    nx->src_stage = sid;
+    nx->ntasks = pl->out->v[sid].nparts;
+    return 0;
+}
+
+static int plan_ds(planner *pl, int id, uint32_t *sid);
+
+static int plan_source(planner *pl, int id, const gl_step *s, uint32_t *sid)
+{
+    int rc = new_stage(pl, sid);
+    if (rc)
+        return rc;
+    gl_stage *st = &pl->out->v[*sid];
+    st->src_step = id;
+    switch (s->kind) {
+    case GL_STEP_TEXT:
+        st->src = GL_SRC_TEXT;
+        return gl_text_split(s, pl->workers, st, pl->err);
+    case GL_STEP_RANGE: {
+        st->src = GL_SRC_RANGE;
+        int64_t count = s->to >= s->from ? s->to - s->from + 1 : 0;
+        uint64_t t = s->shards > 0 ? (uint64_t)s->shards : pl->workers;
+        if (!s->shards && (uint64_t)count < t)
+            t = count > 0 ? (uint64_t)count : 1;
+        st->ntasks = (uint32_t)t;
+        return 0;
+    }
+    case GL_STEP_ROWS: {
+        st->src = GL_SRC_ROWS;
+        uint64_t t = s->shards > 0 ? (uint64_t)s->shards : pl->workers;
+        if (!s->shards && s->nrows < t)
+            t = s->nrows ? s->nrows : 1;
+        st->ntasks = (uint32_t)t;
+        return 0;
+    }
+    default:
+        return gl_err_set(pl->err, GL_EINVAL, "planner: step %d is not a source", id);
+    }
+}
+
+static int plan_narrow(planner *pl, int id, const gl_step *s, uint32_t sid)
+{
+    gl_stage *st = &pl->out->v[sid];
+    gl_opdesc op = {.step = id};
+    if (s->kind == GL_STEP_SELECT) {
+        op.kind = GL_OP_SELECT;
+        op.key = s->key;
+        return add_op(pl, sid, op);
+    }
+    if (s->kind == GL_STEP_FLATMAP && s->builtin == GL_FN_WORDS) {
+        op.kind = GL_OP_WORDS;
+        return add_op(pl, sid, op);
+    }
+    gl_opdesc *last = st->nops ? &st->ops[st->nops - 1] : NULL;
+    if (last && last->kind == GL_OP_LUA && last->nsteps < GL_FUSE_MAX) {
+        last->steps[last->nsteps++] = id;
+        return 0;
+    }
+    op.kind = GL_OP_LUA;
+    op.steps[0] = id;
+    op.nsteps = 1;
+    return add_op(pl, sid, op);
+}
+
+static int plan_ds(planner *pl, int id, uint32_t *sid)
+{
+    const gl_step *s = gl_plan_get(pl->p, id);
+    if (!s)
+        return gl_err_set(pl->err, GL_EINVAL, "planner: no dataset %d", id);
+    if (is_source(s->kind))
+        return plan_source(pl, id, s, sid);
+    int rc = plan_ds(pl, s->input, sid);
+    if (rc)
+        return rc;
+    switch (s->kind) {
+    case GL_STEP_MAP:
+    case GL_STEP_FLATMAP:
+    case GL_STEP_FILTER:
+    case GL_STEP_SELECT:
+        return plan_narrow(pl, id, s, *sid);
+    case GL_STEP_REDUCE_BY_KEY:
+    case GL_STEP_REDUCE: {
+        bool bykey = s->kind == GL_STEP_REDUCE_BY_KEY;
+        gl_opdesc op = {.kind = GL_OP_AGG, .step = id};
+        op.key = bykey ? s->key : (gl_keyspec){0};
+        op.mode = s->builtin == GL_FN_SUM ? GL_AGG_SUM : s->builtin == GL_FN_COUNT ? GL_AGG_COUNT : GL_AGG_LUA;
+        if ((rc = add_op(pl, *sid, op)))
+            return rc;
+        /* Combined rows lead with their key fields. */
+        gl_keyspec k = leading_key(op.key.n);
+        if ((rc = cut(pl, *sid, GL_SINK_HASH, bykey ? wide_parts(pl, s) : 1, k, false, sid)))
+            return rc;
+        op.key = k;
+        op.merge = true;
+        if (op.mode == GL_AGG_COUNT)
+            op.mode = GL_AGG_SUM;
+        return add_op(pl, *sid, op);
+    }
+    case GL_STEP_TOP: {
+        gl_opdesc op = {.kind = GL_OP_TOP, .step = id, .key = s->key, .desc = s->desc, .limit = s->n};
+        if ((rc = add_op(pl, *sid, op)))
+            return rc;
+        if ((rc = cut(pl, *sid, GL_SINK_HASH, 1, (gl_keyspec){0}, false, sid)))
+            return rc;
+        return add_op(pl, *sid, op);
+    }
+    case GL_STEP_SORT: {
+        /* Sampled range partitioning: the input is kept as it is and
+         * sampled, a second stage sends each row to its range, and each
+         * range is sorted on its own. Shards in order are one order. */
+        gl_stage *st = &pl->out->v[*sid];
+        st->sample = true;
+        uint32_t ranger, sorter;
+        if ((rc = cut(pl, *sid, GL_SINK_LOCAL, 0, s->key, s->desc, &ranger)))
+            return rc;
+        if ((rc = cut(pl, ranger, GL_SINK_RANGE, wide_parts(pl, s), s->key, s->desc, &sorter)))
+            return rc;
+        *sid = sorter;
+        gl_opdesc op = {.kind = GL_OP_SORT, .step = id, .key = s->key, .desc = s->desc};
+        return add_op(pl, sorter, op);
+    }
+    default:
+        return gl_err_set(pl->err, GL_EINVAL, "planner: step %s has an unknown kind", s->name);
+    }
+}
+
+/* ---- the blob Lua workers read: one entry per Lua op ---- */
+
+static const char *step_kind_name(int k)
+{
+    static const char *names[] = {"text", "rows", "range", "map", "flatmap", "filter", "select",
+                                  "reduce_by_key", "reduce", "sort_by", "top"};
+    return k >= 0 && k < GL_STEP_KINDS ? names[k] : "?";
+}
+
+static const char *builtin_name(int b)
+{
+    static const char *names[] = {NULL, "words", "sum", "count"};
+    return b > 0 && b <= GL_FN_COUNT ? names[b] : NULL;
+}
+
+static int put_cstr(gl_buf *b, const char *s) { return gl_mpk_put_str(b, s, strlen(s)); }
+
+static int put_step(gl_buf *b, const gl_step *s)
+{
+    const char *bi = builtin_name(s->builtin);
+    int rc = gl_mpk_put_map(b, 5);
+    rc |= put_cstr(b, "kind") | put_cstr(b, step_kind_name(s->kind));
+    rc |= put_cstr(b, "name") | put_cstr(b, s->name);
+    rc |= put_cstr(b, "where") | put_cstr(b, s->where);
+    rc |= put_cstr(b, "fn");
+    rc |= s->fn.len ? gl_mpk_put_str(b, s->fn.data, s->fn.len) : gl_mpk_put_nil(b);
+    rc |= put_cstr(b, "builtin");
+    rc |= bi ? put_cstr(b, bi) : gl_mpk_put_nil(b);
+    return rc;
+}
+
+static int build_blob(const gl_plan *p, gl_stage *st)
+{
+    gl_buf *b = &st->blob;
+    uint32_t nlua = 0;
+    for (uint32_t i = 0; i < st->nops; i++)
+        nlua += st->ops[i].kind == GL_OP_LUA || (st->ops[i].kind == GL_OP_AGG && st->ops[i].mode == GL_AGG_LUA);
+    int rc = gl_mpk_put_array(b, nlua);
+    for (uint32_t i = 0; i < st->nops; i++) {
+        const gl_opdesc *op = &st->ops[i];
+        if (op->kind == GL_OP_LUA) {
+            rc |= gl_mpk_put_map(b, 3);
+            rc |= put_cstr(b, "op") | gl_mpk_put_int(b, i);
+            rc |= put_cstr(b, "kind") | put_cstr(b, "chain");
+            rc |= put_cstr(b, "steps") | gl_mpk_put_array(b, op->nsteps);
+            for (uint32_t j = 0; j < op->nsteps; j++)
+                rc |= put_step(b, gl_plan_get(p, op->steps[j]));
+        } else if (op->kind == GL_OP_AGG && op->mode == GL_AGG_LUA) {
+            rc |= gl_mpk_put_map(b, 5);
+            rc |= put_cstr(b, "op") | gl_mpk_put_int(b, i);
+            rc |= put_cstr(b, "kind") | put_cstr(b, "agg");
+            rc |= put_cstr(b, "merge") | gl_mpk_put_bool(b, op->merge);
+            rc |= put_cstr(b, "key") | gl_mpk_put_array(b, op->key.n);
+            for (uint32_t j = 0; j < op->key.n; j++)
+                rc |= gl_mpk_put_int(b, op->key.f[j]);
+            rc |= put_cstr(b, "step") | put_step(b, gl_plan_get(p, op->step));
+        }
+    }
+    return rc ? GL_ENOMEM : 0;
+}
+
+int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err)
+{
+    memset(out, 0, sizeof *out);
+    planner pl = {p, out, workers ? workers : 1, err};
+    uint32_t last;
+    int rc = plan_ds(&pl, target, &last);
+    if (!rc) {
+        gl_stage *st = &out->v[last];
+        st->sink = GL_SINK_LOCAL;
+        st->nparts = st->ntasks;
+        for (uint32_t i = 0; i < out->n && !rc; i++)
+            if (build_blob(p, &out->v[i]))
+                rc = gl_err_set(err, GL_ENOMEM, "planner: out of memory");
+    }
+    if (rc)
+        gl_stages_free(out);
+    return rc;
+}
+
+void gl_stages_free(gl_stages *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        gl_stage *st = &s->v[i];
+        for (uint32_t f = 0; f < st->nfiles; f++)
+            free(st->files[f]);
+        free(st->files);
+        free(st->pieces);
+        free(st->first);
+        free(st->ops);
+        free(st->bound_off);
+        gl_buf_free(&st->bounds);
+        gl_buf_free(&st->blob);
+    }
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}

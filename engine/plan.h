@@ -1,0 +1,139 @@
+/* plan.h: the DAG of a flow and the stages it is cut into.
+ *
+ * The Lua API adds one step per dataset method; a step's id is the id of
+ * the dataset it produces. Planning a target walks back from it: narrow
+ * steps (map, flatmap, filter, select) join the stage of their input, and
+ * consecutive Lua steps fuse into one op so a row is decoded once for the
+ * whole chain; a wide step (reduce_by_key, reduce, top, sort_by) ends the
+ * stage with a partitioning sink and starts a new stage that reads those
+ * partitions. Stages come out in dependency order. */
+#ifndef GL_PLAN_H
+#define GL_PLAN_H
+
+#include "buf.h"
+#include "err.h"
+#include "row.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum gl_step_kind {
+    GL_STEP_TEXT,
+    GL_STEP_ROWS,
+    GL_STEP_RANGE,
+    GL_STEP_MAP,
+    GL_STEP_FLATMAP,
+    GL_STEP_FILTER,
+    GL_STEP_SELECT,
+    GL_STEP_REDUCE_BY_KEY,
+    GL_STEP_REDUCE,
+    GL_STEP_SORT,
+    GL_STEP_TOP,
+    GL_STEP_KINDS
+};
+
+enum gl_builtin { GL_FN_NONE, GL_FN_WORDS, GL_FN_SUM, GL_FN_COUNT };
+
+/* Integer parameters of a step (gl_plan_set_int). */
+enum gl_param { GL_P_SHARDS, GL_P_N, GL_P_FROM, GL_P_TO, GL_P_DESC };
+
+enum gl_op_kind { GL_OP_LUA, GL_OP_WORDS, GL_OP_SELECT, GL_OP_AGG, GL_OP_SORT, GL_OP_TOP };
+enum gl_agg_mode { GL_AGG_LUA, GL_AGG_SUM, GL_AGG_COUNT };
+enum gl_src_kind { GL_SRC_TEXT, GL_SRC_RANGE, GL_SRC_ROWS, GL_SRC_STAGE };
+enum gl_sink_kind { GL_SINK_LOCAL, GL_SINK_HASH, GL_SINK_RANGE };
+
+#define GL_FUSE_MAX 32
+
+typedef struct gl_opdesc {
+    enum gl_op_kind kind;
+    int step;                 /* the step it runs (the first, for GL_OP_LUA) */
+    int steps[GL_FUSE_MAX];   /* GL_OP_LUA: the fused steps in order */
+    uint32_t nsteps;
+    gl_keyspec key;           /* agg, sort, top key; select fields */
+    enum gl_agg_mode mode;
+    bool merge;               /* agg: combining partial results */
+    bool desc;
+    int64_t limit;            /* top: rows kept */
+} gl_opdesc;
+
+/* A byte range of one input file; a text task reads a list of them. */
+typedef struct gl_piece {
+    uint32_t file;
+    uint64_t start, end;
+} gl_piece;
+
+typedef struct gl_stage {
+    uint32_t id, ntasks;
+    enum gl_src_kind src;
+    int src_step;             /* TEXT, RANGE, ROWS */
+    uint32_t src_stage;       /* STAGE: reads partition <task> of that stage */
+    /* TEXT: task t reads pieces[first[t] .. first[t+1]) of files */
+    char **files;
+    uint32_t nfiles;
+    gl_piece *pieces;
+    uint32_t *first;
+    gl_opdesc *ops;
+    uint32_t nops, capops;
+    enum gl_sink_kind sink;
+    uint32_t nparts;
+    gl_keyspec sink_key;
+    bool sink_desc;
+    bool sample;              /* keep a key sample for the next stage's range sink */
+    gl_buf bounds;            /* RANGE: nparts-1 keys, back to back */
+    uint32_t *bound_off;      /* nparts offsets into bounds (last = len) */
+    gl_buf blob;              /* msgpack: what Lua workers need to run the ops */
+} gl_stage;
+
+typedef struct gl_plan gl_plan;
+
+typedef struct gl_step {
+    enum gl_step_kind kind;
+    int input;
+    char *name, *where;       /* method name and the user's file:line */
+    gl_buf fn;                /* serialized Lua function (gleam.closure) */
+    enum gl_builtin builtin;
+    gl_keyspec key;
+    bool has_key;
+    int64_t shards, n, from, to;
+    bool desc;
+    char **paths;
+    uint32_t npaths;
+    gl_buf rows;              /* ROWS: driver rows, back to back */
+    uint64_t nrows;
+} gl_step;
+
+/* Returns a new empty plan (caller frees with gl_plan_free), or NULL. */
+gl_plan *gl_plan_new(void);
+void gl_plan_free(gl_plan *p);
+
+/* Adds a step reading dataset `input` (-1 for a source). name and where are
+ * copied. Returns the new dataset id, or a negative gl_err code. */
+int gl_plan_step(gl_plan *p, int kind, int input, const char *name, const char *where);
+int gl_plan_set_fn(gl_plan *p, int id, const uint8_t *blob, size_t len);
+int gl_plan_set_builtin(gl_plan *p, int id, int builtin);
+int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n);
+int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v);
+int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
+/* Copies nrows encoded rows; they are checked before they are kept. */
+int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
+
+const gl_step *gl_plan_get(const gl_plan *p, int id);
+int gl_plan_nsteps(const gl_plan *p);
+
+typedef struct gl_stages {
+    gl_stage *v;
+    uint32_t n;
+} gl_stages;
+
+/* Cuts the flow ending at `target` into stages; `workers` is the default
+ * shard count of wide steps. Text sources are globbed and split here, so a
+ * missing input is reported before anything runs. On success *out is owned
+ * by the caller (gl_stages_free). */
+int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err);
+void gl_stages_free(gl_stages *s);
+
+/* Text sources (source_text.c): globs the patterns and splits the files into
+ * ntasks lists of pieces (ntasks 0: chosen from the total size). */
+int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err);
+
+#endif

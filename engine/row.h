@@ -1,0 +1,56 @@
+/* row.h: a row is one msgpack array; its fields are the array's items.
+ * A field past the end of a row reads as nil, so (1, nil) and (1) share a
+ * key, but rows keep their own field counts everywhere. Keys are lists of
+ * 1-based field positions; a key's bytes are its fields' encodings, one
+ * after another (that is what hash tables store and range bounds hold). */
+#ifndef GL_ROW_H
+#define GL_ROW_H
+
+#include "buf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GL_KEY_MAX 16
+
+typedef struct gl_keyspec {
+    uint32_t n;                 /* 0: no key fields (one group) */
+    uint32_t f[GL_KEY_MAX];     /* 1-based field positions */
+} gl_keyspec;
+
+/* Checks that [p, end) starts with one well-formed row (an array). Returns
+ * the end of that row and its field count, or NULL if malformed. */
+const uint8_t *gl_row_check(const uint8_t *p, const uint8_t *end, uint32_t *nfields);
+
+/* Checks that [p, p+len) holds exactly nrows well-formed rows. */
+bool gl_rows_valid(const uint8_t *p, size_t len, uint64_t nrows);
+
+/* Field count and start of the first field of a well-formed row. */
+const uint8_t *gl_row_fields(const uint8_t *row, const uint8_t *end, uint32_t *nfields);
+
+/* Locates field k (1-based) of a well-formed row; a missing field is a nil
+ * that points at a static byte. */
+void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
+                  const uint8_t **fs, const uint8_t **fe);
+
+/* Appends the key's bytes (its fields' encodings in key order) to out. */
+int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k);
+
+uint64_t gl_row_key_hash(const uint8_t *row, const uint8_t *end, const gl_keyspec *k, uint64_t seed);
+
+/* Compares the keys of two rows; then, if `whole`, the whole rows (the tie
+ * break that makes sort and top give one order whatever the shard count). */
+int gl_row_cmp(const uint8_t *a, const uint8_t *ea, const uint8_t *b, const uint8_t *eb,
+               const gl_keyspec *k, bool whole);
+
+/* Compares a row's key with key bytes made by gl_row_key_put. */
+int gl_row_key_cmp_bytes(const uint8_t *row, const uint8_t *end, const gl_keyspec *k,
+                         const uint8_t *key, const uint8_t *kend);
+
+/* Rows of a batch one after another: returns the end of the row at p. */
+const uint8_t *gl_row_end(const uint8_t *p, const uint8_t *end);
+
+/* Writes a readable rendering of a row, cut past `max` bytes, for errors. */
+void gl_row_format(const uint8_t *row, const uint8_t *end, char *out, size_t max);
+
+#endif

@@ -1,0 +1,383 @@
+-- gleam.codec: msgpack rows in Lua, read and written in place through the
+-- FFI. This is the row loop's codec: decode reads a value at a byte offset
+-- of a C buffer and returns it with the next offset; an encoder appends to a
+-- gl_buf the engine owns. Integers within +-2^53 decode to Lua numbers,
+-- larger ones to int64_t (uint64_t above INT64_MAX) cdata; a Lua number
+-- with no fraction is written as an integer, any other (and -0.0, inf, nan)
+-- as a double. Strings are bytes both ways. A row's field count is explicit
+-- (the array header), so trailing nils survive.
+local ffi = require "ffi"
+local bit = require "bit"
+local core = require "gleam.core"
+
+local C = core.C
+local ffi_string, ffi_copy, ffi_cast, istype = ffi.string, ffi.copy, ffi.cast, ffi.istype
+local band, rshift = bit.band, bit.rshift
+local floor, huge = math.floor, math.huge
+local type, pairs, select, error, tonumber = type, pairs, select, error, tonumber
+local unpack = unpack
+
+local u8p = ffi.typeof("const uint8_t *")
+local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
+local conv = ffi.new([[union { uint64_t u; int64_t i; double d; float f; uint8_t b[8]; }]])
+
+local TWO53 = 2 ^ 53
+local M = {}
+
+-- Decoding ------------------------------------------------------------------
+
+local function be16(p, i) return p[i] * 256 + p[i + 1] end
+local function be32(p, i) return ((p[i] * 256 + p[i + 1]) * 256 + p[i + 2]) * 256 + p[i + 3] end
+
+local function load8(p, i)
+  conv.b[7] = p[i]; conv.b[6] = p[i + 1]; conv.b[5] = p[i + 2]; conv.b[4] = p[i + 3]
+  conv.b[3] = p[i + 4]; conv.b[2] = p[i + 5]; conv.b[1] = p[i + 6]; conv.b[0] = p[i + 7]
+end
+
+local function int64_value(v)
+  if v >= -TWO53 and v <= TWO53 then return tonumber(v) end
+  return v
+end
+
+local decode
+
+local function decode_array(p, i, n)
+  local t = {}
+  for k = 1, n do
+    t[k], i = decode(p, i)
+  end
+  return t, i
+end
+
+local function decode_map(p, i, n)
+  local t = {}
+  for _ = 1, n do
+    local k, v
+    k, i = decode(p, i)
+    v, i = decode(p, i)
+    if k ~= nil then t[k] = v end
+  end
+  return t, i
+end
+
+-- Returns the value at p[i] and the offset after it.
+decode = function(p, i)
+  local c = p[i]
+  if c < 0x80 then return c, i + 1 end
+  if c >= 0xe0 then return c - 256, i + 1 end
+  if c >= 0xa0 and c < 0xc0 then
+    local n = c - 0xa0
+    return ffi_string(p + i + 1, n), i + 1 + n
+  end
+  if c < 0x90 then return decode_map(p, i + 1, c - 0x80) end
+  if c < 0xa0 then return decode_array(p, i + 1, c - 0x90) end
+  if c == 0xc0 then return nil, i + 1 end
+  if c == 0xc2 then return false, i + 1 end
+  if c == 0xc3 then return true, i + 1 end
+  if c == 0xcb then
+    load8(p, i + 1)
+    return conv.d, i + 9
+  end
+  if c == 0xd9 or c == 0xc4 then
+    local n = p[i + 1]
+    return ffi_string(p + i + 2, n), i + 2 + n
+  end
+  if c == 0xda or c == 0xc5 then
+    local n = be16(p, i + 1)
+    return ffi_string(p + i + 3, n), i + 3 + n
+  end
+  if c == 0xdb or c == 0xc6 then
+    local n = be32(p, i + 1)
+    return ffi_string(p + i + 5, n), i + 5 + n
+  end
+  if c == 0xcc then return p[i + 1], i + 2 end
+  if c == 0xcd then return be16(p, i + 1), i + 3 end
+  if c == 0xce then return be32(p, i + 1), i + 5 end
+  if c == 0xcf then
+    load8(p, i + 1)
+    if conv.u <= 9007199254740992ULL then return tonumber(conv.u), i + 9 end
+    if conv.i >= 0 then return conv.i, i + 9 end
+    return conv.u, i + 9
+  end
+  if c == 0xd0 then local v = p[i + 1]; return v >= 128 and v - 256 or v, i + 2 end
+  if c == 0xd1 then local v = be16(p, i + 1); return v >= 32768 and v - 65536 or v, i + 3 end
+  if c == 0xd2 then local v = be32(p, i + 1); return v >= 2147483648 and v - 4294967296 or v, i + 5 end
+  if c == 0xd3 then
+    load8(p, i + 1)
+    return int64_value(conv.i), i + 9
+  end
+  if c == 0xca then
+    conv.b[3] = p[i + 1]; conv.b[2] = p[i + 2]; conv.b[1] = p[i + 3]; conv.b[0] = p[i + 4]
+    return tonumber(conv.f), i + 5
+  end
+  if c == 0xdc then return decode_array(p, i + 3, be16(p, i + 1)) end
+  if c == 0xdd then return decode_array(p, i + 5, be32(p, i + 1)) end
+  if c == 0xde then return decode_map(p, i + 3, be16(p, i + 1)) end
+  if c == 0xdf then return decode_map(p, i + 5, be32(p, i + 1)) end
+  -- ext: kept as its raw bytes, so it survives a round trip through Lua
+  local n, h
+  if c >= 0xd4 and c <= 0xd8 then n, h = 2 ^ (c - 0xd4), 2
+  elseif c == 0xc7 then n, h = p[i + 1], 3
+  elseif c == 0xc8 then n, h = be16(p, i + 1), 4
+  elseif c == 0xc9 then n, h = be32(p, i + 1), 6
+  else error("gleam: malformed msgpack byte " .. c, 0) end
+  return setmetatable({ raw = ffi_string(p + i, h + n) }, M.ext_mt), i + h + n
+end
+
+M.ext_mt = { __name = "msgpack ext" }
+
+-- Returns the field count of the row at p[i] and the offset of field 1.
+local function row_header(p, i)
+  local c = p[i]
+  if c >= 0x90 and c <= 0x9f then return c - 0x90, i + 1 end
+  if c == 0xdc then return be16(p, i + 1), i + 3 end
+  if c == 0xdd then return be32(p, i + 1), i + 5 end
+  error("gleam: a row is not a msgpack array (byte " .. c .. ")", 0)
+end
+
+M.decode = decode
+M.row_header = row_header
+M.u8p = u8p
+
+-- Returns the value encoded in string s (one value).
+function M.unpack(s)
+  local p = ffi_cast(u8p, s)
+  return (decode(p, 0))
+end
+
+-- Encoding -------------------------------------------------------------------
+
+-- An encoder appends to a gl_buf. Between begin() and commit() it keeps the
+-- write position in a Lua number, so the row loop does no 64-bit cdata
+-- arithmetic on the buffer's own fields.
+function M.encoder(buf)
+  local data, pos, cap = nil, 0, 0
+
+  local function begin()
+    data = buf.data
+    pos = tonumber(buf.len)
+    cap = tonumber(buf.cap)
+  end
+
+  local function commit()
+    buf.len = pos
+  end
+
+  local function need(k)
+    if pos + k > cap then
+      buf.len = pos
+      if C.gl_buf_grow(buf, k) ~= 0 then error("gleam: out of memory", 0) end
+      data = buf.data
+      cap = tonumber(buf.cap)
+    end
+  end
+
+  local function put8(c)
+    data[pos] = c
+    pos = pos + 1
+  end
+
+  local function put16(v)
+    data[pos] = rshift(v, 8); data[pos + 1] = band(v, 0xff)
+    pos = pos + 2
+  end
+
+  local function put32(v)
+    data[pos] = band(rshift(v, 24), 0xff); data[pos + 1] = band(rshift(v, 16), 0xff)
+    data[pos + 2] = band(rshift(v, 8), 0xff); data[pos + 3] = band(v, 0xff)
+    pos = pos + 4
+  end
+
+  local function put_conv8(tag)
+    data[pos] = tag
+    data[pos + 1] = conv.b[7]; data[pos + 2] = conv.b[6]; data[pos + 3] = conv.b[5]; data[pos + 4] = conv.b[4]
+    data[pos + 5] = conv.b[3]; data[pos + 6] = conv.b[2]; data[pos + 7] = conv.b[1]; data[pos + 8] = conv.b[0]
+    pos = pos + 9
+  end
+
+  local function put_double(v)
+    need(9)
+    conv.d = v
+    put_conv8(0xcb)
+  end
+
+  -- v: a Lua number with no fraction, |v| < 2^63
+  local function put_int(v)
+    need(9)
+    if v >= 0 then
+      if v < 128 then put8(v)
+      elseif v < 256 then put8(0xcc); put8(v)
+      elseif v < 65536 then put8(0xcd); put16(v)
+      elseif v < 4294967296 then put8(0xce); put32(v)
+      else conv.i = v; put_conv8(0xcf) end
+    else
+      if v >= -32 then put8(v + 256)
+      elseif v >= -128 then put8(0xd0); put8(v + 256)
+      elseif v >= -32768 then put8(0xd1); put16(v + 65536)
+      elseif v >= -2147483648 then put8(0xd2); put32(v + 4294967296)
+      else conv.i = v; put_conv8(0xd3) end
+    end
+  end
+
+  local function put_int64(v)
+    need(9)
+    if istype(uint64_t, v) then
+      conv.u = v
+      if conv.i < 0 then put_conv8(0xcf); return end
+    else
+      conv.i = v
+    end
+    local i = conv.i
+    if i >= -TWO53 and i <= TWO53 then return put_int(tonumber(i)) end
+    put_conv8(i >= 0 and 0xcf or 0xd3)
+  end
+
+  local function put_str(s)
+    local n = #s
+    need(n + 5)
+    if n < 32 then put8(0xa0 + n)
+    elseif n < 256 then put8(0xd9); put8(n)
+    elseif n < 65536 then put8(0xda); put16(n)
+    else put8(0xdb); put32(n) end
+    ffi_copy(data + pos, s, n)
+    pos = pos + n
+  end
+
+  local function put_header(n, fix, c16)
+    need(5)
+    if n < 16 then put8(fix + n)
+    elseif n < 65536 then put8(c16); put16(n)
+    else put8(c16 + 1); put32(n) end
+  end
+
+  local put_value
+
+  local function put_table(t, depth)
+    if depth > 100 then error("gleam: cannot encode a table nested over 100 deep (is it cyclic?)", 0) end
+    local mt = getmetatable(t)
+    if mt == M.ext_mt then
+      need(#t.raw)
+      ffi_copy(data + pos, t.raw, #t.raw)
+      pos = pos + #t.raw
+      return
+    end
+    local n, max = 0, 0
+    for k in pairs(t) do
+      n = n + 1
+      if max >= 0 and type(k) == "number" and k >= 1 and k == floor(k) then
+        if k > max then max = k end
+      else
+        max = -1
+      end
+    end
+    if max == n then
+      put_header(n, 0x90, 0xdc)
+      for k = 1, n do put_value(t[k], depth + 1) end
+    else
+      put_header(n, 0x80, 0xde)
+      for k, v in pairs(t) do
+        put_value(k, depth + 1)
+        put_value(v, depth + 1)
+      end
+    end
+  end
+
+  put_value = function(v, depth)
+    local tv = type(v)
+    if tv == "string" then return put_str(v) end
+    if tv == "number" then
+      if v == floor(v) and v >= -9223372036854775808 and v < 9223372036854775808
+          and (v ~= 0 or 1 / v > 0) then
+        return put_int(v)
+      end
+      return put_double(v)
+    end
+    if tv == "nil" then need(1); return put8(0xc0) end
+    if tv == "boolean" then need(1); return put8(v and 0xc3 or 0xc2) end
+    if tv == "table" then return put_table(v, depth or 0) end
+    if tv == "cdata" and (istype(int64_t, v) or istype(uint64_t, v)) then return put_int64(v) end
+    error("gleam: cannot store a " .. tv .. " in a row", 0)
+  end
+
+  -- Appends a row of n fields: a, b, c, d, then the rest.
+  local function put_row(n, a, b, c, d, ...)
+    put_header(n, 0x90, 0xdc)
+    if n == 0 then return end
+    put_value(a)
+    if n == 1 then return end
+    put_value(b)
+    if n == 2 then return end
+    put_value(c)
+    if n == 3 then return end
+    put_value(d)
+    for k = 1, n - 4 do put_value((select(k, ...))) end
+  end
+
+  -- Appends n raw bytes.
+  local function put_raw(p, n)
+    need(n)
+    ffi_copy(data + pos, p, n)
+    pos = pos + n
+  end
+
+  return {
+    begin = begin, commit = commit, value = put_value, row = put_row,
+    header = function(n) put_header(n, 0x90, 0xdc) end, raw = put_raw,
+  }
+end
+
+-- A scratch gl_buf for pack(), owned by Lua and freed by its finalizer.
+local function new_buf()
+  local b = ffi.new("gl_buf")
+  return ffi.gc(b, function(x) ffi.C.free(x.data) end)
+end
+pcall(ffi.cdef, "void free(void *);")
+M.new_buf = new_buf
+
+local pack_buf = new_buf()
+local pack_enc = M.encoder(pack_buf)
+
+-- Returns the msgpack encoding of v as a string.
+function M.pack(v)
+  pack_buf.len = 0
+  pack_enc.begin()
+  pack_enc.value(v)
+  pack_enc.commit()
+  return ffi_string(pack_buf.data, pack_buf.len)
+end
+
+-- Returns the encoding of a row of n fields (n defaults to select('#', ...)).
+function M.pack_row(...)
+  pack_buf.len = 0
+  pack_enc.begin()
+  pack_enc.row(select("#", ...), ...)
+  pack_enc.commit()
+  return ffi_string(pack_buf.data, pack_buf.len)
+end
+
+-- Returns the row at p[i] as a table { f1, ..., n = count }, and the offset after it.
+local function row_at(p, i)
+  local n
+  n, i = row_header(p, i)
+  local r = { n = n }
+  for k = 1, n do r[k], i = decode(p, i) end
+  return r, i
+end
+M.row_at = row_at
+
+-- Appends the nrows rows of a batch to out as row tables.
+function M.rows_of(p, nrows, out)
+  local i = 0
+  for _ = 1, nrows do
+    local r
+    r, i = row_at(p, i)
+    out[#out + 1] = r
+  end
+  return out
+end
+
+M.int64_t, M.uint64_t = int64_t, uint64_t
+function M.is_int64(v) return istype(int64_t, v) or istype(uint64_t, v) end
+M.unpack_fields = unpack
+M.huge = huge
+return M

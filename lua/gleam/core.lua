@@ -1,0 +1,70 @@
+-- gleam.core: the FFI face of libgleam. Declarations here mirror the
+-- engine's private headers (buf.h, err.h, store.h, plan.h, agg.h, engine.h);
+-- change both together. The library is found in the process (the gleam
+-- executable links it) or loaded by path from package.cpath (plain luajit).
+local ffi = require "ffi"
+
+ffi.cdef [[
+typedef struct gl_buf { uint8_t *data; size_t len; size_t cap; } gl_buf;
+int gl_buf_grow(gl_buf *b, size_t extra);
+
+typedef struct gl_err { int code; char msg[1024]; } gl_err;
+
+typedef struct gl_chunk { uint8_t *data; size_t len, cap; uint64_t nrows; } gl_chunk;
+typedef struct gl_output { uint32_t nparts, ntasks; void *cells; } gl_output;
+void gl_output_free(gl_output *o);
+uint64_t gl_output_rows(const gl_output *o);
+const gl_chunk *gl_output_next(const gl_output *o, uint32_t part, uint32_t *task, size_t *chunk);
+
+typedef struct gl_plan gl_plan;
+gl_plan *gl_plan_new(void);
+void gl_plan_free(gl_plan *p);
+int gl_plan_step(gl_plan *p, int kind, int input, const char *name, const char *where);
+int gl_plan_set_fn(gl_plan *p, int id, const uint8_t *blob, size_t len);
+int gl_plan_set_builtin(gl_plan *p, int id, int builtin);
+int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n);
+int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v);
+int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
+int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
+
+typedef struct gl_engine gl_engine;
+gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err);
+void gl_engine_free(gl_engine *e);
+uint32_t gl_engine_workers(const gl_engine *e);
+int gl_engine_run(gl_engine *e, const gl_plan *p, int target, int *cancel, gl_output **out, gl_err *err);
+uint32_t gl_cores(void);
+
+typedef struct gl_agg gl_agg;
+int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
+const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);
+uint32_t gl_agg_count(const gl_agg *a);
+
+const char *gleam_version(void);
+]]
+
+local function in_process()
+  local ok = pcall(function() return ffi.C.gleam_version end)
+  return ok and ffi.C or nil
+end
+
+local C = in_process()
+if not C then
+  local path = package.searchpath("gleam.core", package.cpath)
+  if not path then
+    error("gleam: cannot find the native library gleam/core.so on package.cpath", 0)
+  end
+  -- Loaded with global symbols so worker threads' Lua states find it as ffi.C.
+  C = ffi.load(path, true)
+end
+
+return {
+  C = C,
+  ffi = ffi,
+  -- enum values from plan.h
+  step = {
+    text = 0, rows = 1, range = 2, map = 3, flatmap = 4, filter = 5, select = 6,
+    reduce_by_key = 7, reduce = 8, sort_by = 9, top = 10,
+  },
+  builtin = { words = 1, sum = 2, count = 3 },
+  param = { shards = 0, n = 1, from = 2, to = 3, desc = 4 },
+}

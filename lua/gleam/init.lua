@@ -1,0 +1,359 @@
+-- gleam: the flow and dataset API.
+--
+--   local gleam = require "gleam"
+--   gleam.flow("words"):text("*.txt"):flatmap(gleam.fn.words)
+--     :reduce_by_key(gleam.fn.count):top(10, { by = 2 }):printf("%s\t%d\n"):run()
+--
+-- Each method adds a step to the flow's plan in the C engine and returns
+-- the new dataset; nothing runs until a sink runs (run, collect, count,
+-- each). User functions are serialized when the step is added, so a
+-- function that cannot travel to a worker is refused at that line.
+local ffi = require "ffi"
+local core = require "gleam.core"
+local codec = require "gleam.codec"
+local closure = require "gleam.closure"
+local gfn = require "gleam.fn"
+
+local C = core.C
+local STEP, PARAM, BUILTIN = core.step, core.param, core.builtin
+
+local gleam = { fn = gfn, version = ffi.string(C.gleam_version()) }
+
+-- Settings the CLI and callers may change before the first run.
+gleam.config = { workers = 0 }
+
+-- Where the user called us from: "file:line".
+local function caller(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  if not info then return "?" end
+  return info.short_src .. ":" .. (info.currentline or 0)
+end
+
+local function argerror(method, what, got)
+  error(string.format("%s: expected %s, got %s", method, what, got), 3)
+end
+
+local function check_opts(method, opts)
+  if opts ~= nil and type(opts) ~= "table" then argerror(method, "an options table", type(opts)) end
+  return opts or {}
+end
+
+local function check_count(method, name, v, min)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= math.floor(v) or v < (min or 0) then
+    error(string.format("%s: %s must be a whole number >= %d, got %s", method, name, min or 0, tostring(v)), 3)
+  end
+  return v
+end
+
+local function fields_of(method, v, default)
+  if v == nil then return default end
+  if type(v) == "number" then v = { v } end
+  if type(v) ~= "table" or #v == 0 then
+    error(method .. ": key fields must be a field number or a list of them", 3)
+  end
+  for _, f in ipairs(v) do
+    if type(f) ~= "number" or f < 1 or f ~= math.floor(f) then
+      error(method .. ": field numbers start at 1, got " .. tostring(f), 3)
+    end
+  end
+  if #v > 16 then error(method .. ": at most 16 key fields", 3) end
+  return v
+end
+
+-- Engine --------------------------------------------------------------------
+
+local engine, engine_workers
+
+local function get_engine(workers)
+  workers = workers or gleam.config.workers or 0
+  if workers == 0 then workers = tonumber(C.gl_cores()) end
+  if engine and engine_workers == workers then return engine end
+  if engine then C.gl_engine_free(engine); engine = nil end
+  local err = ffi.new("gl_err")
+  local e = C.gl_engine_new(workers, package.path, package.cpath, err)
+  if e == nil then error("gleam: " .. ffi.string(err.msg), 0) end
+  engine = ffi.gc(e, C.gl_engine_free)
+  engine_workers = workers
+  return engine
+end
+
+-- Flow ----------------------------------------------------------------------
+
+local Flow = {}
+Flow.__index = Flow
+local Dataset = {}
+Dataset.__index = Dataset
+
+-- Returns a new, empty flow.
+function gleam.flow(name)
+  if name ~= nil and type(name) ~= "string" then argerror("flow", "a name (string)", type(name)) end
+  local plan = C.gl_plan_new()
+  if plan == nil then error("gleam: out of memory", 2) end
+  return setmetatable({ name = name or "flow", plan = ffi.gc(plan, C.gl_plan_free), fns = {} }, Flow)
+end
+
+local function add_step(flow, kind, input, name, where)
+  local id = C.gl_plan_step(flow.plan, kind, input, name, where)
+  if id < 0 then error(name .. ": cannot add step (code " .. id .. ")", 3) end
+  return setmetatable({ flow = flow, id = id, step = name, where = where }, Dataset)
+end
+
+local function set_shards(ds, method, opts)
+  local n = check_count(method, "shards", opts.shards, 1)
+  if n then C.gl_plan_set_int(ds.flow.plan, ds.id, PARAM.shards, n) end
+end
+
+-- text(paths, {shards}): one row (line) per line of the files; paths is a
+-- file name, a glob, or a list of them.
+function Flow:text(paths, opts)
+  if type(paths) == "string" then paths = { paths } end
+  if type(paths) ~= "table" or #paths == 0 then argerror("text", "a path, a glob or a list of them", type(paths)) end
+  opts = check_opts("text", opts)
+  local ds = add_step(self, STEP.text, -1, "text", caller(2))
+  for _, p in ipairs(paths) do
+    if type(p) ~= "string" then argerror("text", "path strings", type(p)) end
+    C.gl_plan_add_path(self.plan, ds.id, p)
+  end
+  set_shards(ds, "text", opts)
+  return ds
+end
+
+-- rows(list, {shards}): rows from the driver; each item is a row table
+-- (fields 1..n, n = t.n or #t) or a single value.
+function Flow:rows(list, opts)
+  if type(list) ~= "table" then argerror("rows", "a table of rows", type(list)) end
+  opts = check_opts("rows", opts)
+  local ds = add_step(self, STEP.rows, -1, "rows", caller(2))
+  local buf = codec.new_buf()
+  local enc = codec.encoder(buf)
+  enc.begin()
+  local n = list.n or #list
+  for i = 1, n do
+    local r = list[i]
+    if type(r) == "table" and getmetatable(r) == nil then
+      enc.row(r.n or #r, unpack(r, 1, r.n or #r))
+    else
+      enc.row(1, r)
+    end
+  end
+  enc.commit()
+  if C.gl_plan_add_rows(self.plan, ds.id, buf.data, buf.len, n) ~= 0 then
+    error("rows: cannot store the rows", 2)
+  end
+  set_shards(ds, "rows", opts)
+  return ds
+end
+
+-- range(n) is 1..n; range(a, b) is a..b; one row (i) each.
+function Flow:range(a, b, opts)
+  if type(b) == "table" then opts, b = b, nil end
+  if b == nil then a, b = 1, a end
+  check_count("range", "a bound", a, -2 ^ 53)
+  check_count("range", "a bound", b, -2 ^ 53)
+  opts = check_opts("range", opts)
+  local ds = add_step(self, STEP.range, -1, "range", caller(2))
+  C.gl_plan_set_int(self.plan, ds.id, PARAM.from, a)
+  C.gl_plan_set_int(self.plan, ds.id, PARAM.to, b)
+  set_shards(ds, "range", opts)
+  return ds
+end
+
+-- Narrow steps ---------------------------------------------------------------
+
+local function set_fn(ds, method, f, builtin_ok)
+  if gfn.is_builtin(f) then
+    if builtin_ok[f.builtin] then
+      C.gl_plan_set_builtin(ds.flow.plan, ds.id, BUILTIN[f.builtin])
+      return
+    end
+    -- A built-in used elsewhere runs as its Lua version.
+    local ok = C.gl_plan_set_builtin(ds.flow.plan, ds.id, BUILTIN[f.builtin])
+    assert(ok == 0)
+    return
+  end
+  local bytes = closure.dump(f, method)
+  C.gl_plan_set_fn(ds.flow.plan, ds.id, bytes, #bytes)
+  ds.flow.fns[ds.id] = f
+end
+
+local function check_fn(method, f)
+  if type(f) ~= "function" and not gfn.is_builtin(f) then
+    argerror(method, "a function", type(f))
+  end
+end
+
+local function narrow(self, kind, method, f, builtin_ok)
+  check_fn(method, f)
+  local ds = add_step(self.flow, kind, self.id, method, caller(3))
+  local ok, err = pcall(set_fn, ds, method, f, builtin_ok or {})
+  if not ok then error(err, 3) end
+  return ds
+end
+
+-- map(f): f(fields...) returns the new row's fields.
+function Dataset:map(f) return narrow(self, STEP.map, "map", f) end
+
+-- flatmap(f): f returns an iterator (like gmatch) or an array; each item is
+-- one row, a table item giving the fields.
+function Dataset:flatmap(f) return narrow(self, STEP.flatmap, "flatmap", f, { words = true }) end
+
+-- filter(f): keeps the rows for which f(fields...) is true.
+function Dataset:filter(f) return narrow(self, STEP.filter, "filter", f) end
+
+-- select(i, j, ...) or select{i, j, ...}: the fields at those positions.
+function Dataset:select(...)
+  local fields = select("#", ...) == 1 and type((...)) == "table" and (...) or { ... }
+  fields = fields_of("select", fields)
+  local ds = add_step(self.flow, STEP.select, self.id, "select", caller(2))
+  C.gl_plan_set_key(self.flow.plan, ds.id, ffi.new("uint32_t[?]", #fields, fields), #fields)
+  return ds
+end
+
+-- Wide steps -----------------------------------------------------------------
+
+local function set_key(ds, fields)
+  C.gl_plan_set_key(ds.flow.plan, ds.id, ffi.new("uint32_t[?]", #fields, fields), #fields)
+end
+
+-- reduce_by_key(f, {key, shards}): for rows (key, v1..vn), f(a1..an,
+-- b1..bn) returns the n combined values. Rows out: key fields, then values.
+function Dataset:reduce_by_key(f, opts)
+  check_fn("reduce_by_key", f)
+  opts = check_opts("reduce_by_key", opts)
+  local key = fields_of("reduce_by_key", opts.key, { 1 })
+  local ds = add_step(self.flow, STEP.reduce_by_key, self.id, "reduce_by_key", caller(2))
+  local ok, err = pcall(set_fn, ds, "reduce_by_key", f, { sum = true, count = true })
+  if not ok then error(err, 2) end
+  set_key(ds, key)
+  set_shards(ds, "reduce_by_key", opts)
+  return ds
+end
+
+-- reduce(f): all rows combined into one, as reduce_by_key with no key.
+function Dataset:reduce(f)
+  check_fn("reduce", f)
+  local ds = add_step(self.flow, STEP.reduce, self.id, "reduce", caller(2))
+  local ok, err = pcall(set_fn, ds, "reduce", f, { sum = true, count = true })
+  if not ok then error(err, 2) end
+  return ds
+end
+
+-- sort_by(fields, {desc, shards}): one order over all shards.
+function Dataset:sort_by(fields, opts)
+  if type(fields) == "table" and fields[1] == nil and opts == nil then fields, opts = nil, fields end
+  opts = check_opts("sort_by", opts)
+  fields = fields_of("sort_by", fields, { 1 })
+  local ds = add_step(self.flow, STEP.sort_by, self.id, "sort_by", caller(2))
+  set_key(ds, fields)
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc and 1 or 0)
+  set_shards(ds, "sort_by", opts)
+  return ds
+end
+
+-- top(n, {by, desc}): the n rows with the largest field `by` (smallest
+-- with desc = false), in order.
+function Dataset:top(n, opts)
+  if type(n) ~= "number" then argerror("top", "a row count (number)", type(n)) end
+  check_count("top", "n", n, 0)
+  opts = check_opts("top", opts)
+  local by = fields_of("top", opts.by, { 1 })
+  local ds = add_step(self.flow, STEP.top, self.id, "top", caller(2))
+  set_key(ds, by)
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.n, n)
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc == false and 0 or 1)
+  return ds
+end
+
+-- Running and sinks -----------------------------------------------------------
+
+-- Runs the flow up to this dataset; returns the output (a gl_output*).
+local function execute(ds, opts)
+  opts = opts or {}
+  if opts.master then error("run: cluster mode (master) is not available yet", 3) end
+  local e = get_engine(opts.workers)
+  local out = ffi.new("gl_output *[1]")
+  local err = ffi.new("gl_err")
+  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, nil, out, err)
+  if rc ~= 0 then error(ffi.string(err.msg), 0) end
+  return ffi.gc(out[0], C.gl_output_free)
+end
+
+-- Calls fn(row) for each row of the output, in shard order.
+local function each_row(out, fn)
+  local task, chunk = ffi.new("uint32_t[1]"), ffi.new("size_t[1]")
+  for part = 0, out.nparts - 1 do
+    task[0], chunk[0] = 0, 0
+    while true do
+      local c = C.gl_output_next(out, part, task, chunk)
+      if c == nil then break end
+      local p, i = c.data, 0
+      for _ = 1, tonumber(c.nrows) do
+        local r
+        r, i = codec.row_at(p, i)
+        fn(r)
+      end
+    end
+  end
+end
+
+local pending = {}
+
+-- A dataset with a driver-side action, run by :run().
+local function with_action(ds, action, what)
+  local d = setmetatable({ flow = ds.flow, id = ds.id, step = what, where = caller(3), action = action }, Dataset)
+  pending[d] = true
+  return d
+end
+
+-- Runs the flow; a printf/each/foreach sink added before does its work.
+function Dataset:run(opts)
+  check_opts("run", opts)
+  pending[self] = nil
+  local out = execute(self, opts)
+  if self.action then each_row(out, self.action) end
+  return self
+end
+
+-- printf(fmt): each row's fields formatted with fmt on stdout (at :run()).
+function Dataset:printf(fmt)
+  if type(fmt) ~= "string" then argerror("printf", "a format string", type(fmt)) end
+  local write, format, stdout = io.write, string.format, io.stdout
+  return with_action(self, function(r)
+    stdout:write(format(fmt, unpack(r, 1, r.n)))
+  end, "printf")
+end
+
+-- each(fn): fn(fields...) on the driver for each row, at :run().
+function Dataset:each(fn)
+  if type(fn) ~= "function" then argerror("each", "a function", type(fn)) end
+  return with_action(self, function(r) fn(unpack(r, 1, r.n)) end, "each")
+end
+
+-- collect(): the rows, as a list of row tables { f1, ..., n = count }.
+function Dataset:collect(opts)
+  check_opts("collect", opts)
+  local rows = {}
+  each_row(execute(self, opts), function(r) rows[#rows + 1] = r end)
+  return rows
+end
+
+-- count(): the number of rows.
+function Dataset:count(opts)
+  check_opts("count", opts)
+  return tonumber(C.gl_output_rows(execute(self, opts)))
+end
+
+-- Sinks that were made but never run, for the CLI to warn about.
+function gleam.unrun()
+  local list = {}
+  for d in pairs(pending) do list[#list + 1] = d.step .. " at " .. d.where end
+  table.sort(list)
+  return list
+end
+
+function Dataset:__tostring()
+  return string.format("gleam dataset %d (%s at %s)", self.id, self.step, self.where)
+end
+
+return gleam

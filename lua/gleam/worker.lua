@@ -1,0 +1,304 @@
+-- gleam.worker: the Lua half of a task, loaded once in each worker's Lua
+-- state. For each Lua op of a stage the engine calls op_new, which loads
+-- the user functions and returns push(rows, len, nrows) and finish(). push
+-- decodes a batch through the FFI, runs the rows through the functions in
+-- one loop LuaJIT can trace, and encodes the output rows into the op's
+-- buffer; it returns how many rows it wrote. The engine calls it once per
+-- batch, never per row.
+local ffi = require "ffi"
+local codec = require "gleam.codec"
+local closure = require "gleam.closure"
+local gfn = require "gleam.fn"
+local core = require "gleam.core"
+
+local C = core.C
+local decode, row_header, u8p = codec.decode, codec.row_header, codec.u8p
+local ffi_cast = ffi.cast
+local select, type, tonumber, floor, unpack = select, type, tonumber, math.floor, unpack
+
+local M = {}
+
+-- The op whose user code is running, for the error handler.
+local current
+
+local function load_step(s)
+  local f
+  if s.fn then
+    f = closure.load(s.fn)
+  elseif s.builtin then
+    f = gfn[s.builtin]
+  else
+    error("gleam: step " .. s.name .. " has no function", 0)
+  end
+  return f
+end
+
+-- Chain building: each step wraps the next; the last writes the row.
+
+local function item(nxt, v, ...)
+  if v == nil then return nil end
+  if type(v) == "table" and select("#", ...) == 0 and getmetatable(v) == nil then
+    nxt(unpack(v, 1, v.n or #v))
+  else
+    nxt(v, ...)
+  end
+  return v
+end
+
+local function wrap(kind, f, nxt, name)
+  if kind == "map" then
+    return function(...) return nxt(f(...)) end
+  elseif kind == "filter" then
+    return function(...) if f(...) then return nxt(...) end end
+  elseif kind == "flatmap" then
+    return function(...)
+      local r, s, c = f(...)
+      local tr = type(r)
+      if tr == "function" then
+        while true do
+          c = item(nxt, r(s, c))
+          if c == nil then break end
+        end
+      elseif tr == "table" then
+        for k = 1, r.n or #r do
+          local v = r[k]
+          if type(v) == "table" and getmetatable(v) == nil then
+            nxt(unpack(v, 1, v.n or #v))
+          else
+            nxt(v)
+          end
+        end
+      elseif r ~= nil then
+        error(name .. ": the function must return an iterator or an array, not a " .. tr, 0)
+      end
+    end
+  end
+  error("gleam: cannot chain a " .. tostring(kind) .. " step", 0)
+end
+
+-- Calls f with the n fields of the row at p[i]; returns the offset after it.
+local scratch = {}
+local function feed(f, p, i)
+  local n
+  n, i = row_header(p, i)
+  if n == 1 then
+    local a
+    a, i = decode(p, i)
+    f(a)
+  elseif n == 2 then
+    local a, b
+    a, i = decode(p, i)
+    b, i = decode(p, i)
+    f(a, b)
+  elseif n == 3 then
+    local a, b, c
+    a, i = decode(p, i)
+    b, i = decode(p, i)
+    c, i = decode(p, i)
+    f(a, b, c)
+  elseif n == 0 then
+    f()
+  else
+    local t = scratch
+    for k = 1, n do t[k], i = decode(p, i) end
+    f(unpack(t, 1, n))
+  end
+  return i
+end
+
+local function chain_op(d, out)
+  local enc = codec.encoder(out)
+  local rows = 0
+  local steps = {}
+  local function sink(...)
+    enc.row(select("#", ...), ...)
+    rows = rows + 1
+  end
+  local run = sink
+  for k = #d.steps, 1, -1 do
+    local s = d.steps[k]
+    local f = load_step(s)
+    steps[k] = { fn = f, name = s.name, where = s.where }
+    run = wrap(s.kind, f, run, s.name)
+  end
+  local op = { steps = steps }
+  local function push(ptr, len, nrows)
+    current = op
+    local p = ffi_cast(u8p, ptr)
+    op.p, op.rows = p, 0
+    rows = 0
+    enc.begin()
+    local i = 0
+    for _ = 1, nrows do
+      op.row = i
+      i = feed(run, p, i)
+    end
+    enc.commit()
+    current = nil
+    return rows
+  end
+  local function finish() return 0, false end
+  return push, finish
+end
+
+local function agg_op(d, out, agg)
+  local enc = codec.encoder(out)
+  local s = d.step
+  local f = load_step(s)
+  local op = { steps = { { fn = f, name = s.name, where = s.where } } }
+  local iskey = {}
+  for _, k in ipairs(d.key) do iskey[k] = true end
+  local nk = #d.key
+  local nv                -- value fields per row, from the first row
+  local vpos = {}         -- their field positions
+  local acc = {}          -- acc[slot * nv + j]
+  local t = {}
+  local emitted = 0
+  local lenp = ffi.new("size_t[1]")
+
+  local function combine(base, ...)
+    -- fn(a1..an, b1..bn) -> n values
+    local n = nv
+    local args = {}
+    for j = 1, n do args[j] = acc[base + j] end
+    for j = 1, n do args[n + j] = (select(j, ...)) end
+    local r = { f(unpack(args, 1, 2 * n)) }
+    for j = 1, n do acc[base + j] = r[j] end
+  end
+
+  local function push(ptr, len, nrows)
+    current = op
+    local p = ffi_cast(u8p, ptr)
+    op.p = p
+    local i = 0
+    for _ = 1, nrows do
+      local start = i
+      op.row = i
+      local n
+      n, i = row_header(p, i)
+      for k = 1, n do t[k], i = decode(p, i) end
+      if not nv then
+        nv = n - nk
+        if nv < 0 then nv = 0 end
+        local j = 0
+        for k = 1, n do if not iskey[k] then j = j + 1; vpos[j] = k end end
+      elseif n - nk ~= nv and not (nv == 0 and n <= nk) then
+        error(string.format("rows have %d value fields, earlier rows had %d", n - nk, nv), 0)
+      end
+      local s2 = tonumber(C.gl_agg_slot(agg, p + start, i - start))
+      if s2 < 0 then error("gleam: out of memory", 0) end
+      local slot = floor(s2 / 2)
+      local base = slot * nv
+      if s2 % 2 == 1 then
+        for j = 1, nv do acc[base + j] = t[vpos[j]] end
+      elseif nv == 1 then
+        acc[base + 1] = f(acc[base + 1], t[vpos[1]])
+      elseif nv == 2 then
+        acc[base + 1], acc[base + 2] = f(acc[base + 1], acc[base + 2], t[vpos[1]], t[vpos[2]])
+      elseif nv > 0 then
+        local vals = {}
+        for j = 1, nv do vals[j] = t[vpos[j]] end
+        combine(base, unpack(vals, 1, nv))
+      end
+    end
+    current = nil
+    return 0
+  end
+
+  local function finish()
+    local total = C.gl_agg_count(agg)
+    local upto = emitted + 4096
+    if upto > total then upto = total end
+    enc.begin()
+    local v = nv or 0
+    for slot = emitted, upto - 1 do
+      local key = C.gl_agg_key(agg, slot, lenp)
+      enc.header(nk + v)
+      enc.raw(key, tonumber(lenp[0]))
+      local base = slot * v
+      for j = 1, v do enc.value(acc[base + j]) end
+    end
+    enc.commit()
+    local rows = upto - emitted
+    emitted = upto
+    return rows, emitted < total
+  end
+  return push, finish
+end
+
+-- Returns push and finish for op number `index` of the stage in the blob.
+function M.op_new(blob, len, index, out, agg)
+  local ops = codec.decode(ffi_cast(u8p, blob), 0)
+  local d
+  for _, o in ipairs(ops) do
+    if o.op == index then d = o end
+  end
+  if not d then error("gleam: stage has no Lua op " .. index, 0) end
+  out = ffi_cast("gl_buf *", out)
+  if d.kind == "chain" then return chain_op(d, out) end
+  return agg_op(d, out, ffi_cast("gl_agg *", agg))
+end
+
+-- Error handler for every call into this state: one line naming the step,
+-- where it was defined, the error, and the row being processed.
+function M.on_error(msg)
+  local op = current
+  current = nil
+  if type(msg) ~= "string" then
+    msg = type(msg) == "table" and tostring(msg.msg or msg) or tostring(msg)
+  end
+  if not op then return msg end
+  -- Find the user function on the stack to know which step failed.
+  local step = op.steps[1]
+  local args
+  for level = 2, 60 do
+    local info = debug.getinfo(level, "fu")
+    if not info then break end
+    for _, s in ipairs(op.steps) do
+      if info.func == s.fn or (type(s.fn) == "table" and info.func == getmetatable(s.fn).__call) then
+        step = s
+        args = {}
+        for k = 1, info.nparams do
+          local _, v = debug.getlocal(level, k)
+          args[k] = v
+        end
+        args.n = info.nparams
+        break
+      end
+    end
+    if args then break end
+  end
+  local shown
+  if args and args.n > 0 then
+    shown = M.show_row(args)
+  elseif op.p and op.row then
+    local ok, r = pcall(codec.row_at, op.p, op.row)
+    if ok then shown = M.show_row(r) end
+  end
+  return string.format("%s (%s): %s%s", step.name, step.where, msg, shown and ("; row " .. shown) or "")
+end
+
+local function show_value(v, depth)
+  local tv = type(v)
+  if tv == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
+  if tv == "table" and depth < 3 then
+    local parts = {}
+    for k, x in pairs(v) do
+      parts[#parts + 1] = "[" .. show_value(k, depth + 1) .. "] = " .. show_value(x, depth + 1)
+      if #parts > 8 then parts[#parts + 1] = "..."; break end
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+-- Renders a row table { n = ... } as ("a", 1, nil), cut past ~200 bytes.
+function M.show_row(r)
+  local parts = {}
+  for k = 1, r.n or #r do parts[k] = show_value(r[k], 0) end
+  local s = "(" .. table.concat(parts, ", ") .. ")"
+  if #s > 200 then s = s:sub(1, 197) .. "..." end
+  return s
+end
+
+return M
