@@ -29,7 +29,7 @@ file(GLOB SPECS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
 foreach(spec ${SPECS})
   get_filename_component(name ${spec} NAME_WE)
   add_test(NAME ${name}
-    COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/spec/busted.lua --output=utfTerminal ${spec}
+    COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/spec/runner.lua --output=utfTerminal ${spec}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${SPEC_ENV}" TIMEOUT 600)
 endforeach()

@@ -98,7 +98,7 @@ describe = function(v, st)
     end
     return { k = "t", id = st.n, kv = kv }
   end
-  error({ refused = "a " .. tv }, 0)
+  error({ refused = tv == "thread" and "a coroutine" or "a " .. tv }, 0)
 end
 
 -- Returns fn as a string of bytes, or raises "<what>: <why>" if it cannot

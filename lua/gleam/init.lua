@@ -22,15 +22,29 @@ local gleam = { fn = gfn, version = ffi.string(C.gleam_version()) }
 -- Settings the CLI and callers may change before the first run.
 gleam.config = { workers = 0 }
 
--- Where the user called us from: "file:line".
-local function caller(level)
-  local info = debug.getinfo(level + 1, "Sl")
-  if not info then return "?" end
-  return info.short_src .. ":" .. (info.currentline or 0)
+-- Where the user called us from: the first stack frame outside gleam's own
+-- modules, as "file:line". Levels would break on tail calls; this does not.
+local own_source = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$") or "\0"
+
+local function caller()
+  for level = 2, 50 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    local src = info.source
+    if info.what ~= "C" and not (src:sub(1, 1) == "@" and src:sub(2, #own_source + 1) == own_source) then
+      return info.short_src .. ":" .. (info.currentline or 0)
+    end
+  end
+  return "?"
+end
+
+-- Raises msg at the user's line.
+local function usererror(msg)
+  error(caller() .. ": " .. msg, 0)
 end
 
 local function argerror(method, what, got)
-  error(string.format("%s: expected %s, got %s", method, what, got), 3)
+  usererror(string.format("%s: expected %s, got %s", method, what, got))
 end
 
 local function check_opts(method, opts)
@@ -41,7 +55,7 @@ end
 local function check_count(method, name, v, min)
   if v == nil then return nil end
   if type(v) ~= "number" or v ~= math.floor(v) or v < (min or 0) then
-    error(string.format("%s: %s must be a whole number >= %d, got %s", method, name, min or 0, tostring(v)), 3)
+    usererror(string.format("%s: %s must be a whole number >= %d, got %s", method, name, min or 0, tostring(v)))
   end
   return v
 end
@@ -50,14 +64,14 @@ local function fields_of(method, v, default)
   if v == nil then return default end
   if type(v) == "number" then v = { v } end
   if type(v) ~= "table" or #v == 0 then
-    error(method .. ": key fields must be a field number or a list of them", 3)
+    usererror(method .. ": key fields must be a field number or a list of them")
   end
   for _, f in ipairs(v) do
     if type(f) ~= "number" or f < 1 or f ~= math.floor(f) then
-      error(method .. ": field numbers start at 1, got " .. tostring(f), 3)
+      usererror(method .. ": field numbers start at 1, got " .. tostring(f))
     end
   end
-  if #v > 16 then error(method .. ": at most 16 key fields", 3) end
+  if #v > 16 then usererror(method .. ": at most 16 key fields") end
   return v
 end
 
@@ -89,13 +103,13 @@ Dataset.__index = Dataset
 function gleam.flow(name)
   if name ~= nil and type(name) ~= "string" then argerror("flow", "a name (string)", type(name)) end
   local plan = C.gl_plan_new()
-  if plan == nil then error("gleam: out of memory", 2) end
-  return setmetatable({ name = name or "flow", plan = ffi.gc(plan, C.gl_plan_free), fns = {} }, Flow)
+  if plan == nil then usererror("flow: out of memory") end
+  return setmetatable({ name = name or "flow", plan = ffi.gc(plan, C.gl_plan_free) }, Flow)
 end
 
 local function add_step(flow, kind, input, name, where)
   local id = C.gl_plan_step(flow.plan, kind, input, name, where)
-  if id < 0 then error(name .. ": cannot add step (code " .. id .. ")", 3) end
+  if id < 0 then usererror(name .. ": cannot add step (code " .. id .. ")") end
   return setmetatable({ flow = flow, id = id, step = name, where = where }, Dataset)
 end
 
@@ -110,7 +124,7 @@ function Flow:text(paths, opts)
   if type(paths) == "string" then paths = { paths } end
   if type(paths) ~= "table" or #paths == 0 then argerror("text", "a path, a glob or a list of them", type(paths)) end
   opts = check_opts("text", opts)
-  local ds = add_step(self, STEP.text, -1, "text", caller(2))
+  local ds = add_step(self, STEP.text, -1, "text", caller())
   for _, p in ipairs(paths) do
     if type(p) ~= "string" then argerror("text", "path strings", type(p)) end
     C.gl_plan_add_path(self.plan, ds.id, p)
@@ -124,7 +138,7 @@ end
 function Flow:rows(list, opts)
   if type(list) ~= "table" then argerror("rows", "a table of rows", type(list)) end
   opts = check_opts("rows", opts)
-  local ds = add_step(self, STEP.rows, -1, "rows", caller(2))
+  local ds = add_step(self, STEP.rows, -1, "rows", caller())
   local buf = codec.new_buf()
   local enc = codec.encoder(buf)
   enc.begin()
@@ -139,7 +153,7 @@ function Flow:rows(list, opts)
   end
   enc.commit()
   if C.gl_plan_add_rows(self.plan, ds.id, buf.data, buf.len, n) ~= 0 then
-    error("rows: cannot store the rows", 2)
+    usererror("rows: cannot store the rows")
   end
   set_shards(ds, "rows", opts)
   return ds
@@ -152,7 +166,7 @@ function Flow:range(a, b, opts)
   check_count("range", "a bound", a, -2 ^ 53)
   check_count("range", "a bound", b, -2 ^ 53)
   opts = check_opts("range", opts)
-  local ds = add_step(self, STEP.range, -1, "range", caller(2))
+  local ds = add_step(self, STEP.range, -1, "range", caller())
   C.gl_plan_set_int(self.plan, ds.id, PARAM.from, a)
   C.gl_plan_set_int(self.plan, ds.id, PARAM.to, b)
   set_shards(ds, "range", opts)
@@ -161,20 +175,17 @@ end
 
 -- Narrow steps ---------------------------------------------------------------
 
-local function set_fn(ds, method, f, builtin_ok)
+-- A built-in is recorded by name: the planner runs it in C where it can
+-- (words in flatmap, sum and count as combiners) and as its Lua version
+-- elsewhere. A Lua function is serialized now, so one that cannot travel
+-- is refused at the user's line.
+local function set_fn(ds, method, f)
   if gfn.is_builtin(f) then
-    if builtin_ok[f.builtin] then
-      C.gl_plan_set_builtin(ds.flow.plan, ds.id, BUILTIN[f.builtin])
-      return
-    end
-    -- A built-in used elsewhere runs as its Lua version.
-    local ok = C.gl_plan_set_builtin(ds.flow.plan, ds.id, BUILTIN[f.builtin])
-    assert(ok == 0)
+    C.gl_plan_set_builtin(ds.flow.plan, ds.id, BUILTIN[f.builtin])
     return
   end
   local bytes = closure.dump(f, method)
   C.gl_plan_set_fn(ds.flow.plan, ds.id, bytes, #bytes)
-  ds.flow.fns[ds.id] = f
 end
 
 local function check_fn(method, f)
@@ -183,29 +194,38 @@ local function check_fn(method, f)
   end
 end
 
-local function narrow(self, kind, method, f, builtin_ok)
+local function narrow(self, kind, method, f)
   check_fn(method, f)
-  local ds = add_step(self.flow, kind, self.id, method, caller(3))
-  local ok, err = pcall(set_fn, ds, method, f, builtin_ok or {})
-  if not ok then error(err, 3) end
+  local ds = add_step(self.flow, kind, self.id, method, caller())
+  local ok, err = pcall(set_fn, ds, method, f)
+  if not ok then usererror(err) end
   return ds
 end
 
 -- map(f): f(fields...) returns the new row's fields.
-function Dataset:map(f) return narrow(self, STEP.map, "map", f) end
+function Dataset:map(f)
+  local ds = narrow(self, STEP.map, "map", f)
+  return ds -- not a tail call: narrow() finds the user's line by stack level
+end
 
 -- flatmap(f): f returns an iterator (like gmatch) or an array; each item is
 -- one row, a table item giving the fields.
-function Dataset:flatmap(f) return narrow(self, STEP.flatmap, "flatmap", f, { words = true }) end
+function Dataset:flatmap(f)
+  local ds = narrow(self, STEP.flatmap, "flatmap", f)
+  return ds
+end
 
 -- filter(f): keeps the rows for which f(fields...) is true.
-function Dataset:filter(f) return narrow(self, STEP.filter, "filter", f) end
+function Dataset:filter(f)
+  local ds = narrow(self, STEP.filter, "filter", f)
+  return ds
+end
 
 -- select(i, j, ...) or select{i, j, ...}: the fields at those positions.
 function Dataset:select(...)
   local fields = select("#", ...) == 1 and type((...)) == "table" and (...) or { ... }
   fields = fields_of("select", fields)
-  local ds = add_step(self.flow, STEP.select, self.id, "select", caller(2))
+  local ds = add_step(self.flow, STEP.select, self.id, "select", caller())
   C.gl_plan_set_key(self.flow.plan, ds.id, ffi.new("uint32_t[?]", #fields, fields), #fields)
   return ds
 end
@@ -222,9 +242,9 @@ function Dataset:reduce_by_key(f, opts)
   check_fn("reduce_by_key", f)
   opts = check_opts("reduce_by_key", opts)
   local key = fields_of("reduce_by_key", opts.key, { 1 })
-  local ds = add_step(self.flow, STEP.reduce_by_key, self.id, "reduce_by_key", caller(2))
-  local ok, err = pcall(set_fn, ds, "reduce_by_key", f, { sum = true, count = true })
-  if not ok then error(err, 2) end
+  local ds = add_step(self.flow, STEP.reduce_by_key, self.id, "reduce_by_key", caller())
+  local ok, err = pcall(set_fn, ds, "reduce_by_key", f)
+  if not ok then usererror(err) end
   set_key(ds, key)
   set_shards(ds, "reduce_by_key", opts)
   return ds
@@ -233,9 +253,9 @@ end
 -- reduce(f): all rows combined into one, as reduce_by_key with no key.
 function Dataset:reduce(f)
   check_fn("reduce", f)
-  local ds = add_step(self.flow, STEP.reduce, self.id, "reduce", caller(2))
-  local ok, err = pcall(set_fn, ds, "reduce", f, { sum = true, count = true })
-  if not ok then error(err, 2) end
+  local ds = add_step(self.flow, STEP.reduce, self.id, "reduce", caller())
+  local ok, err = pcall(set_fn, ds, "reduce", f)
+  if not ok then usererror(err) end
   return ds
 end
 
@@ -244,7 +264,7 @@ function Dataset:sort_by(fields, opts)
   if type(fields) == "table" and fields[1] == nil and opts == nil then fields, opts = nil, fields end
   opts = check_opts("sort_by", opts)
   fields = fields_of("sort_by", fields, { 1 })
-  local ds = add_step(self.flow, STEP.sort_by, self.id, "sort_by", caller(2))
+  local ds = add_step(self.flow, STEP.sort_by, self.id, "sort_by", caller())
   set_key(ds, fields)
   C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc and 1 or 0)
   set_shards(ds, "sort_by", opts)
@@ -258,7 +278,7 @@ function Dataset:top(n, opts)
   check_count("top", "n", n, 0)
   opts = check_opts("top", opts)
   local by = fields_of("top", opts.by, { 1 })
-  local ds = add_step(self.flow, STEP.top, self.id, "top", caller(2))
+  local ds = add_step(self.flow, STEP.top, self.id, "top", caller())
   set_key(ds, by)
   C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.n, n)
   C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc == false and 0 or 1)
@@ -270,7 +290,7 @@ end
 -- Runs the flow up to this dataset; returns the output (a gl_output*).
 local function execute(ds, opts)
   opts = opts or {}
-  if opts.master then error("run: cluster mode (master) is not available yet", 3) end
+  if opts.master then usererror("run: cluster mode (master) is not available yet") end
   local e = get_engine(opts.workers)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
@@ -301,7 +321,7 @@ local pending = {}
 
 -- A dataset with a driver-side action, run by :run().
 local function with_action(ds, action, what)
-  local d = setmetatable({ flow = ds.flow, id = ds.id, step = what, where = caller(3), action = action }, Dataset)
+  local d = setmetatable({ flow = ds.flow, id = ds.id, step = what, where = caller(), action = action }, Dataset)
   pending[d] = true
   return d
 end

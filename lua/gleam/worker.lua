@@ -145,7 +145,7 @@ local function agg_op(d, out, agg)
   local enc = codec.encoder(out)
   local s = d.step
   local f = load_step(s)
-  local op = { steps = { { fn = f, name = s.name, where = s.where } } }
+  local op = { agg = true, steps = { { fn = f, name = s.name, where = s.where } } }
   local iskey = {}
   for _, k in ipairs(d.key) do iskey[k] = true end
   local nk = #d.key
@@ -269,7 +269,7 @@ function M.on_error(msg)
     if args then break end
   end
   local shown
-  if args and args.n > 0 then
+  if args and args.n > 0 and not op.agg then
     shown = M.show_row(args)
   elseif op.p and op.row then
     local ok, r = pcall(codec.row_at, op.p, op.row)
@@ -280,7 +280,14 @@ end
 
 local function show_value(v, depth)
   local tv = type(v)
-  if tv == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
+  if tv == "string" then
+    return '"' .. v:gsub('[%c"\\\128-\255]', function(c)
+      if c == '"' or c == "\\" then return "\\" .. c end
+      if c == "\n" then return "\\n" end
+      if c == "\t" then return "\\t" end
+      return string.format("\\%03d", c:byte())
+    end) .. '"'
+  end
   if tv == "table" and depth < 3 then
     local parts = {}
     for k, x in pairs(v) do
