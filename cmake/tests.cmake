@@ -16,6 +16,7 @@ set(SPEC_ENV
   "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;\;"
   "LUA_CPATH=${GLEAM_LUA_CPATH_DIR}/?.so\;\;"
   "GLEAM_BIN=$<TARGET_FILE:gleam>"
+  "GLEAM_BUILD_DIR=${CMAKE_BINARY_DIR}"
   "GLEAM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 if(GLEAM_SANITIZE)
   # luajit itself is not instrumented: the runtime must come first, and

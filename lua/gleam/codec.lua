@@ -376,6 +376,36 @@ function M.rows_of(p, nrows, out)
   return out
 end
 
+local function show_value(v, depth)
+  local tv = type(v)
+  if tv == "string" then
+    return '"' .. v:gsub('[%c"\\\128-\255]', function(c)
+      if c == '"' or c == "\\" then return "\\" .. c end
+      if c == "\n" then return "\\n" end
+      if c == "\t" then return "\\t" end
+      return string.format("\\%03d", c:byte())
+    end) .. '"'
+  end
+  if tv == "table" and depth < 3 then
+    local parts = {}
+    for k, x in pairs(v) do
+      parts[#parts + 1] = "[" .. show_value(k, depth + 1) .. "] = " .. show_value(x, depth + 1)
+      if #parts > 8 then parts[#parts + 1] = "..."; break end
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+-- Renders a row table { n = ... } as ("a", 1, nil), cut past ~200 bytes.
+function M.show_row(r)
+  local parts = {}
+  for k = 1, r.n or #r do parts[k] = show_value(r[k], 0) end
+  local s = "(" .. table.concat(parts, ", ") .. ")"
+  if #s > 200 then s = s:sub(1, 197) .. "..." end
+  return s
+end
+
 M.int64_t, M.uint64_t = int64_t, uint64_t
 function M.is_int64(v) return istype(int64_t, v) or istype(uint64_t, v) end
 M.unpack_fields = unpack

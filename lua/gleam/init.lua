@@ -331,16 +331,46 @@ function Dataset:run(opts)
   check_opts("run", opts)
   pending[self] = nil
   local out = execute(self, opts)
-  if self.action then each_row(out, self.action) end
+  local action = self.action
+  if action then
+    each_row(out, function(r)
+      local ok, err = pcall(action, r)
+      if not ok then
+        error(string.format("%s (%s): %s; row %s", self.step, self.where, tostring(err), codec.show_row(r)), 0)
+      end
+    end)
+  end
   return self
 end
 
+-- The conversion letter of each argument of a format, in order.
+local function conversions(fmt)
+  local list = {}
+  for flags, conv in fmt:gmatch("%%([-+ #0]*%d*%.?%d*)([%a%%])") do
+    if conv ~= "%" then list[#list + 1] = conv end
+  end
+  return list
+end
+
 -- printf(fmt): each row's fields formatted with fmt on stdout (at :run()).
+-- An int64 field prints as its digits under %s, as under %d.
 function Dataset:printf(fmt)
   if type(fmt) ~= "string" then argerror("printf", "a format string", type(fmt)) end
-  local write, format, stdout = io.write, string.format, io.stdout
+  local format, stdout, is_int64 = string.format, io.stdout, codec.is_int64
+  local convs = conversions(fmt)
+  local args = {}
   return with_action(self, function(r)
-    stdout:write(format(fmt, unpack(r, 1, r.n)))
+    if #convs > r.n then
+      error(string.format("the format takes %d fields, the row has %d", #convs, r.n), 0)
+    end
+    for k = 1, r.n do
+      local v = r[k]
+      if convs[k] == "s" and type(v) == "cdata" and is_int64(v) then
+        v = tostring(v):match("^(%-?%d+)")
+      end
+      args[k] = v
+    end
+    stdout:write(format(fmt, unpack(args, 1, r.n)))
   end, "printf")
 end
 

@@ -270,42 +270,14 @@ function M.on_error(msg)
   end
   local shown
   if args and args.n > 0 and not op.agg then
-    shown = M.show_row(args)
+    shown = codec.show_row(args)
   elseif op.p and op.row then
     local ok, r = pcall(codec.row_at, op.p, op.row)
-    if ok then shown = M.show_row(r) end
+    if ok then shown = codec.show_row(r) end
   end
   return string.format("%s (%s): %s%s", step.name, step.where, msg, shown and ("; row " .. shown) or "")
 end
 
-local function show_value(v, depth)
-  local tv = type(v)
-  if tv == "string" then
-    return '"' .. v:gsub('[%c"\\\128-\255]', function(c)
-      if c == '"' or c == "\\" then return "\\" .. c end
-      if c == "\n" then return "\\n" end
-      if c == "\t" then return "\\t" end
-      return string.format("\\%03d", c:byte())
-    end) .. '"'
-  end
-  if tv == "table" and depth < 3 then
-    local parts = {}
-    for k, x in pairs(v) do
-      parts[#parts + 1] = "[" .. show_value(k, depth + 1) .. "] = " .. show_value(x, depth + 1)
-      if #parts > 8 then parts[#parts + 1] = "..."; break end
-    end
-    return "{" .. table.concat(parts, ", ") .. "}"
-  end
-  return tostring(v)
-end
-
--- Renders a row table { n = ... } as ("a", 1, nil), cut past ~200 bytes.
-function M.show_row(r)
-  local parts = {}
-  for k = 1, r.n or #r do parts[k] = show_value(r[k], 0) end
-  local s = "(" .. table.concat(parts, ", ") .. ")"
-  if #s > 200 then s = s:sub(1, 197) .. "..." end
-  return s
-end
+M.show_row = codec.show_row
 
 return M
