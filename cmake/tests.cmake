@@ -34,3 +34,24 @@ foreach(spec ${SPECS})
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${SPEC_ENV}" TIMEOUT 600)
 endforeach()
+
+# valgrind: no leaks and no memory errors in a whole run of the engine
+# (the sanitizer build covers the rest; the two do not mix).
+find_program(VALGRIND valgrind)
+if(VALGRIND AND NOT GLEAM_SANITIZE)
+  foreach(job wordcount sort)
+    add_test(NAME valgrind_${job}
+      COMMAND ${VALGRIND} --quiet --leak-check=full --show-leak-kinds=definite,indirect
+        --errors-for-leak-kinds=definite,indirect --error-exitcode=9
+        $<TARGET_FILE:gleam> run --workers 3 examples/${job}.lua README.md examples/top.lua
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(valgrind_${job} PROPERTIES TIMEOUT 600)
+  endforeach()
+endif()
+if(VALGRIND AND NOT GLEAM_SANITIZE)
+  # A failing run must exit 1 (the job failed), not 9 (valgrind found leaks).
+  add_test(NAME valgrind_failed_run
+    COMMAND sh -c "${VALGRIND} --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $<TARGET_FILE:gleam> run --workers 3 spec/jobs/fails_midway.lua; test $? -eq 1"
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(valgrind_failed_run PROPERTIES TIMEOUT 600)
+endif()

@@ -18,6 +18,10 @@ local select, type, tonumber, floor, unpack = select, type, tonumber, math.floor
 
 local M = {}
 
+-- GLEAM_JIT_LOG=file: LuaJIT's trace log of the workers (jit.v), for
+-- finding trace aborts in the row loop.
+if os.getenv("GLEAM_JIT_LOG") then require("jit.v").start(os.getenv("GLEAM_JIT_LOG")) end
+
 -- The op whose user code is running, for the error handler.
 local current
 
@@ -249,7 +253,9 @@ function M.on_error(msg)
   end
   if not op then return msg end
   -- Find the user function on the stack to know which step failed.
-  local step = op.steps[1]
+  -- With no user function on the stack the error came from encoding the
+  -- output, which follows the last step.
+  local step = op.steps[#op.steps]
   local args
   for level = 2, 60 do
     local info = debug.getinfo(level, "fu")
