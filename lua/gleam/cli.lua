@@ -96,9 +96,13 @@ end
 -- Runs the command line args (a list of strings); returns the exit status.
 function M.main(args)
   local cmd = args[1]
-  if cmd == nil or cmd == "-h" or cmd == "--help" then
+  if cmd == nil then
+    io.stderr:write(USAGE)
+    return 2
+  end
+  if cmd == "-h" or cmd == "--help" then
     io.stdout:write(USAGE)
-    return cmd == nil and 2 or 0
+    return 0
   end
   if cmd == "-v" or cmd == "--version" or cmd == "version" then
     io.stdout:write("gleam ", gleam.version, " (", jit.version, ")\n")

@@ -48,6 +48,13 @@ local describe
 local function describe_fn(fn, st)
   local mod = st.modules[fn]
   if mod then return { k = "m", name = mod[1], key = mod[2] } end
+  -- A function met again (recursion, shared helpers) is a reference, so
+  -- a local recursive function ships and stays one function.
+  local seen = st.seen[fn]
+  if seen then return { k = "r", id = seen } end
+  st.n = st.n + 1
+  local id = st.n
+  st.seen[fn] = id
   local info = debug.getinfo(fn, "Su")
   if info.what == "C" then
     error({ refused = "a C function that no loaded module holds" }, 0)
@@ -70,7 +77,7 @@ local function describe_fn(fn, st)
     end
     ups[i] = d
   end
-  return { k = "f", bc = bc, ups = ups, nups = info.nups }
+  return { k = "f", id = id, bc = bc, ups = ups, nups = info.nups }
 end
 
 describe = function(v, st)
@@ -90,13 +97,14 @@ describe = function(v, st)
     local id = st.seen[v]
     if id then return { k = "r", id = id } end
     st.n = st.n + 1
-    st.seen[v] = st.n
+    id = st.n
+    st.seen[v] = id
     local kv = {}
     for key, val in pairs(v) do
       kv[#kv + 1] = describe(key, st)
       kv[#kv + 1] = describe(val, st)
     end
-    return { k = "t", id = st.n, kv = kv }
+    return { k = "t", id = id, kv = kv }
   end
   error({ refused = tv == "thread" and "a coroutine" or "a " .. tv }, 0)
 end
@@ -125,6 +133,7 @@ local build
 
 local function build_fn(d, tables)
   local fn = assert(loadstring(d.bc))
+  if d.id then tables[d.id] = fn end
   for i = 1, d.nups or 0 do
     debug.setupvalue(fn, i, build(d.ups[i], tables))
   end

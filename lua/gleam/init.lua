@@ -83,7 +83,11 @@ local function get_engine(workers)
   workers = workers or gleam.config.workers or 0
   if workers == 0 then workers = tonumber(C.gl_cores()) end
   if engine and engine_workers == workers then return engine end
-  if engine then C.gl_engine_free(engine); engine = nil end
+  if engine then
+    -- Detach the finalizer first: the engine is freed once, here.
+    C.gl_engine_free(ffi.gc(engine, nil))
+    engine = nil
+  end
   local err = ffi.new("gl_err")
   local e = C.gl_engine_new(workers, package.path, package.cpath, err)
   if e == nil then error("gleam: " .. ffi.string(err.msg), 0) end
