@@ -32,8 +32,10 @@ gl_agg *gl_agg_new(const gl_keyspec *key)
     a->key = *key;
     a->mask = 1023;
     a->index = calloc(a->mask + 1, sizeof *a->index);
-    if (!a->index) {
-        free(a);
+    /* Both buffers get storage now: an empty key (reduce, n = 0) must not
+     * leave NULL pointers for memcpy and memcmp, even for 0 bytes. */
+    if (!a->index || gl_buf_reserve(&a->keys, 1) || gl_buf_reserve(&a->scratch, 1)) {
+        gl_agg_free(a);
         return NULL;
     }
     return a;

@@ -118,12 +118,14 @@ int gl_cmp_next(const uint8_t **a, const uint8_t *ea, const uint8_t **b, const u
         uint64_t i = 0;
         for (; i < na && i < nb && result == 0; i++)
             result = gl_cmp_next(a, ea, b, eb);
-        /* Leave both pointers past their whole values. */
+        /* Leave both pointers past their whole values: each side skips
+         * its own items from the first one not compared. */
+        uint64_t done = i;
         for (; i < na; i++) {
             const uint8_t *r = gl_mpk_skip(*a, ea);
             *a = r ? r : ea;
         }
-        for (uint64_t j = i; j < nb; j++) {
+        for (uint64_t j = done; j < nb; j++) {
             const uint8_t *r = gl_mpk_skip(*b, eb);
             *b = r ? r : eb;
         }
@@ -169,26 +171,37 @@ uint64_t gl_hash_bytes(const void *data, size_t n, uint64_t seed)
 }
 
 /* Class tags folded into hashes so nil, false and 0 differ. */
-enum { H_NIL = 0x6e, H_BOOL = 0x62, H_NUM = 0x6e75, H_NAN = 0x4e614e, H_STR = 0x73, H_ARR = 0x61, H_MAP = 0x6d, H_EXT = 0x65 };
+enum { H_NIL = 0x6e, H_BOOL = 0x62, H_NUM = 0x6e75, H_BIGNUM = 0x6e7542, H_NAN = 0x4e614e, H_STR = 0x73, H_ARR = 0x61, H_MAP = 0x6d, H_EXT = 0x65 };
 
 static uint64_t hash_num(const gl_num *n, uint64_t seed)
 {
     uint64_t bits;
+    /* Values from 2^63 up get their own tag, so -1 and 2^64-1 (same bit
+     * pattern) do not collide. */
+    uint64_t tag = H_NUM;
     if (n->kind == GL_NUM_DOUBLE) {
         double d = n->v.d;
         if (d != d)
             return gl_hash_mix(seed ^ H_NAN);
         /* An integral double hashes as the integer it equals. */
         if (d == floor(d) && d >= -9223372036854775808.0 && d < 18446744073709551616.0) {
-            bits = d < 9223372036854775808.0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+            if (d < 9223372036854775808.0) {
+                bits = (uint64_t)(int64_t)d;
+            } else {
+                bits = (uint64_t)d;
+                tag = H_BIGNUM;
+            }
         } else {
             memcpy(&bits, &d, 8);
             bits ^= 0x5bd1e9955bd1e995ull;
         }
+    } else if (n->kind == GL_NUM_INT) {
+        bits = (uint64_t)n->v.i;
     } else {
-        bits = n->kind == GL_NUM_INT ? (uint64_t)n->v.i : n->v.u;
+        bits = n->v.u;
+        tag = H_BIGNUM;
     }
-    return gl_hash_mix(seed ^ gl_hash_mix(bits ^ H_NUM));
+    return gl_hash_mix(seed ^ gl_hash_mix(bits ^ tag));
 }
 
 uint64_t gl_hash_next(const uint8_t **pp, const uint8_t *end, uint64_t seed)

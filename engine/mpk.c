@@ -121,23 +121,30 @@ payload:
 
 const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end)
 {
-    /* Iterative: `pending` counts values still to skip at this point. */
-    uint64_t pending = 1;
+    /* Iterative: left[d] counts the values still to skip in the open
+     * container at depth d (depth 0: the value itself), so the depth drops
+     * again when a container ends and only real nesting counts. */
+    uint64_t left[GL_MPK_MAX_DEPTH + 1];
     int depth = 0;
-    while (pending) {
+    left[0] = 1;
+    while (depth >= 0) {
+        if (!left[depth]) {
+            depth--;
+            continue;
+        }
         gl_mpk_head h;
         p = gl_mpk_head_read(p, end, &h);
         if (!p)
             return NULL;
-        pending--;
-        if (h.cls == GL_MPK_ARRAY || h.cls == GL_MPK_MAP) {
-            if (h.n && ++depth > GL_MPK_MAX_DEPTH)
+        left[depth]--;
+        if ((h.cls == GL_MPK_ARRAY || h.cls == GL_MPK_MAP) && h.n) {
+            if (++depth > GL_MPK_MAX_DEPTH)
                 return NULL;
             uint64_t items = h.cls == GL_MPK_MAP ? 2ull * h.n : h.n;
             /* Each item takes at least one byte: reject counts the input cannot hold. */
             if (items > (uint64_t)(end - p))
                 return NULL;
-            pending += items;
+            left[depth] = items;
         }
     }
     return p;

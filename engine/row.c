@@ -119,12 +119,15 @@ int gl_row_key_cmp_bytes(const uint8_t *row, const uint8_t *end, const gl_keyspe
 typedef struct fmt {
     char *out;
     size_t len, max;
+    bool cut; /* something did not fit */
 } fmt;
 
 static void put(fmt *f, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n && f->len + 1 < f->max; i++)
+    size_t i = 0;
+    for (; i < n && f->len + 1 < f->max; i++)
         f->out[f->len++] = s[i];
+    f->cut |= i < n;
     f->out[f->len] = 0;
 }
 
@@ -184,8 +187,10 @@ static const uint8_t *fmt_value(fmt *f, const uint8_t *p, const uint8_t *end, in
                 puts_(f, "] = ");
             }
             q = fmt_value(f, q, end, depth + 1);
-            if (f->len + 1 >= f->max)
+            if (f->len + 1 >= f->max) {
+                f->cut = true; /* the closing bracket at least is lost */
                 return end;
+            }
         }
         puts_(f, depth ? "}" : ")");
         return q;
@@ -198,9 +203,9 @@ void gl_row_format(const uint8_t *row, const uint8_t *end, char *out, size_t max
 {
     if (!max)
         return;
-    fmt f = {out, 0, max};
+    fmt f = {out, 0, max, false};
     out[0] = 0;
     fmt_value(&f, row, end, 0);
-    if (f.len + 1 >= max && max > 4)
+    if (f.cut && max > 4)
         memcpy(out + max - 4, "...", 4);
 }
