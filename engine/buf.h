@@ -24,6 +24,8 @@ static inline int gl_buf_reserve(gl_buf *b, size_t extra)
 
 static inline int gl_buf_append(gl_buf *b, const void *p, size_t n)
 {
+    if (!n)
+        return 0; /* p may be NULL then, which memcpy does not allow */
     if (gl_buf_reserve(b, n))
         return -1;
     memcpy(b->data + b->len, p, n);

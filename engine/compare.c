@@ -165,7 +165,8 @@ uint64_t gl_hash_bytes(const void *data, size_t n, uint64_t seed)
         n -= 8;
     }
     uint64_t tail = 0;
-    memcpy(&tail, p, n);
+    if (n)
+        memcpy(&tail, p, n);
     h ^= tail + n;
     return gl_hash_mix(h);
 }

@@ -255,7 +255,8 @@ int gl_mpk_put_str(gl_buf *b, const void *s, size_t n)
     } else {
         *p++ = 0xdb; w32(p, (uint32_t)n); p += 4;
     }
-    memcpy(p, s, n);
+    if (n)
+        memcpy(p, s, n);
     b->len = (size_t)(p - b->data) + n;
     return 0;
 }

@@ -43,7 +43,8 @@ static void sort_all(gl_opr *op)
 {
     sortst *s = op->st;
     cmpctx c = {s->arena.data, &op->d->key, op->d->desc};
-    qsort_r(s->v, s->n, sizeof *s->v, cmp_ent, &c);
+    if (s->n > 1)
+        qsort_r(s->v, s->n, sizeof *s->v, cmp_ent, &c);
 }
 
 /* Keeps the first s->keep rows in order, in a fresh arena. */

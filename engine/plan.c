@@ -100,7 +100,8 @@ int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n)
         if (fields[i] < 1)
             return GL_EINVAL;
     s->key.n = n;
-    memcpy(s->key.f, fields, n * sizeof *fields);
+    if (n)
+        memcpy(s->key.f, fields, n * sizeof *fields);
     s->has_key = true;
     return 0;
 }

@@ -6,6 +6,8 @@
 
 int gl_shard_append(gl_shard *s, const uint8_t *rows, size_t len, uint64_t nrows)
 {
+    if (!len)
+        return 0;
     gl_chunk *c = s->n ? &s->chunks[s->n - 1] : NULL;
     if (!c || c->cap - c->len < len) {
         if (s->n == s->cap) {
