@@ -39,14 +39,17 @@ endforeach()
 # (the sanitizer build covers the rest; the two do not mix).
 find_program(VALGRIND valgrind)
 if(VALGRIND AND NOT GLEAM_SANITIZE)
-  foreach(job wordcount sort)
-    add_test(NAME valgrind_${job}
-      COMMAND ${VALGRIND} --quiet --leak-check=full --show-leak-kinds=definite,indirect
-        --errors-for-leak-kinds=definite,indirect --error-exitcode=9
-        $<TARGET_FILE:gleam> run --workers 3 examples/${job}.lua README.md examples/top.lua
-      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-    set_tests_properties(valgrind_${job} PROPERTIES TIMEOUT 600)
-  endforeach()
+  set(VALGRIND_RUN ${VALGRIND} --quiet --leak-check=full --show-leak-kinds=definite,indirect
+    --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $<TARGET_FILE:gleam> run --workers 3)
+  add_test(NAME valgrind_wordcount COMMAND ${VALGRIND_RUN} examples/wordcount.lua README.md examples/top.lua
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  add_test(NAME valgrind_sort COMMAND ${VALGRIND_RUN} examples/sort.lua README.md examples/top.lua
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  add_test(NAME valgrind_join COMMAND ${VALGRIND_RUN} examples/join.lua
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  add_test(NAME valgrind_pipe COMMAND ${VALGRIND_RUN} examples/pipe.lua README.md
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(valgrind_wordcount valgrind_sort valgrind_join valgrind_pipe PROPERTIES TIMEOUT 600)
 endif()
 if(VALGRIND AND NOT GLEAM_SANITIZE)
   # A failing run must exit 1 (the job failed), not 9 (valgrind found leaks).

@@ -70,7 +70,9 @@ static int rehash(gl_agg *a)
     return 0;
 }
 
-int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
+/* Puts the row's key in a->scratch and returns its hash and bucket; *found
+ * is the slot + 1 holding it, or 0 with the bucket where it would go. */
+static int lookup(gl_agg *a, const uint8_t *row, size_t len, uint64_t *hash, uint32_t *bucket, uint32_t *found)
 {
     const uint8_t *end = row + len;
     a->scratch.len = 0;
@@ -81,6 +83,8 @@ int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
     for (const uint8_t *p = k; p < ke;)
         h = gl_hash_next(&p, ke, h);
     uint32_t b = (uint32_t)h & a->mask;
+    *hash = h;
+    *found = 0;
     for (;;) {
         uint32_t s = a->index[b];
         if (!s)
@@ -89,11 +93,34 @@ int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
         if (sl->hash == h) {
             const uint8_t *sk = a->keys.data + sl->koff;
             if ((sl->klen == a->scratch.len && !memcmp(sk, k, sl->klen)) ||
-                !gl_cmp_seq(sk, sk + sl->klen, k, ke, a->key.n))
-                return (int64_t)(s - 1) * 2;
+                !gl_cmp_seq(sk, sk + sl->klen, k, ke, gl_key_values(&a->key))) {
+                *found = s;
+                break;
+            }
         }
         b = (b + 1) & a->mask;
     }
+    *bucket = b;
+    return 0;
+}
+
+int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len)
+{
+    uint64_t h;
+    uint32_t b, found;
+    if (lookup(a, row, len, &h, &b, &found))
+        return -1;
+    return found ? (int64_t)found - 1 : -1;
+}
+
+int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
+{
+    uint64_t h;
+    uint32_t b, found;
+    if (lookup(a, row, len, &h, &b, &found))
+        return -1;
+    if (found)
+        return (int64_t)(found - 1) * 2;
     if (a->n == a->cap) {
         uint32_t cap = a->cap ? a->cap * 2 : 256;
         slot *v = realloc(a->slots, cap * sizeof *v);
@@ -103,7 +130,7 @@ int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
         a->cap = cap;
     }
     size_t koff = a->keys.len;
-    if (gl_buf_append(&a->keys, k, a->scratch.len))
+    if (gl_buf_append(&a->keys, a->scratch.data, a->scratch.len))
         return -1;
     a->slots[a->n] = (slot){h, koff, (uint32_t)a->scratch.len};
     a->index[b] = ++a->n;

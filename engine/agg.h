@@ -22,6 +22,9 @@ void gl_agg_free(gl_agg *a);
  * out of memory. */
 int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
 
+/* The slot of the row's key, or -1 if the key is not in the table. */
+int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);
+
 /* The key bytes of a slot (borrowed: valid until the next gl_agg_slot). */
 const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);
 uint32_t gl_agg_count(const gl_agg *a);

@@ -18,11 +18,18 @@ gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua
 void gl_engine_free(gl_engine *e);
 uint32_t gl_engine_workers(const gl_engine *e);
 
+/* What a run counted besides its rows. */
+typedef struct gl_stats {
+    uint64_t skipped; /* malformed input lines skipped (csv on_error = "skip") */
+    uint32_t stages, tasks;
+} gl_stats;
+
 /* Runs the flow ending at dataset `target`. On success *out holds the
- * target's shards in order (caller frees with gl_output_free). `cancel`, if
- * not NULL, stops the run when it becomes non-zero. Not reentrant: one run
- * at a time per engine. */
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out, gl_err *err);
+ * target's shards in order (caller frees with gl_output_free) and *stats
+ * (if not NULL) its counts. `cancel`, if not NULL, stops the run when it
+ * becomes non-zero. Not reentrant: one run at a time per engine. */
+int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
+                  gl_stats *stats, gl_err *err);
 
 /* Cores the engine would use by default. */
 uint32_t gl_cores(void);

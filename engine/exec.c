@@ -101,7 +101,7 @@ static int set_bounds(gl_stage *next, gl_task *tasks, uint32_t ntasks)
             size_t b = j + 1 < tasks[i].nsample ? tasks[i].sample_off[j + 1] : tasks[i].sample.len;
             v[k++] = (keyref){tasks[i].sample.data + a, b - a};
         }
-    boundctx c = {next->sink_key.n, next->sink_desc};
+    boundctx c = {gl_key_values(&next->sink_key), next->sink_desc};
     qsort_r(v, n, sizeof *v, cmp_key, &c);
     int rc = 0;
     for (uint32_t p = 1; p < next->nparts && !rc; p++) {
@@ -126,9 +126,28 @@ static void free_tasks(gl_task *tasks, uint32_t n)
     free(tasks);
 }
 
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out, gl_err *err)
+/* Frees the outputs stage st has consumed: each output has one reader. */
+static void free_inputs(gl_run *run, const gl_stage *st)
+{
+    uint32_t used[GL_INPUTS_MAX + 1], n = 0;
+    if (st->src == GL_SRC_STAGE)
+        used[n++] = st->src_stage;
+    for (uint32_t i = 0; (st->src == GL_SRC_UNION || st->src == GL_SRC_PAIR) && i < st->nsrc; i++)
+        used[n++] = st->src_stages[i];
+    for (uint32_t i = 0; i < st->nops; i++)
+        if (st->ops[i].kind == GL_OP_BCAST_JOIN && n <= GL_INPUTS_MAX)
+            used[n++] = st->ops[i].side_stage;
+    for (uint32_t i = 0; i < n; i++) {
+        gl_output_free(run->outs[used[i]]);
+        run->outs[used[i]] = NULL;
+    }
+}
+
+int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
+                  gl_stats *stats, gl_err *err)
 {
     gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel};
+    gl_stats st_total = {0};
     *out = NULL;
     int rc = gl_plan_stages(p, target, gl_pool_size(e->pool), &run.stages, err);
     if (rc)
@@ -145,6 +164,9 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
             rc = gl_err_set(err, GL_ENOMEM, "engine: out of memory");
             break;
         }
+        if (st->src == GL_SRC_PAIR)
+            for (uint32_t i = 0; i < 2; i++)
+                st->width[i] = run.outs[st->src_stages[i]]->max_width;
         for (uint32_t i = 0; i < st->ntasks; i++) {
             tasks[i].run = &run;
             tasks[i].st = st;
@@ -163,12 +185,18 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         } else if (st->sample && s + 1 < run.stages.n && set_bounds(&run.stages.v[s + 1], tasks, st->ntasks)) {
             rc = gl_err_set(err, GL_ENOMEM, "sort: out of memory");
         }
-        free_tasks(tasks, st->ntasks);
-        if (st->src == GL_SRC_STAGE) {
-            gl_output_free(run.outs[st->src_stage]);
-            run.outs[st->src_stage] = NULL;
+        st_total.stages++;
+        st_total.tasks += st->ntasks;
+        for (uint32_t i = 0; i < st->ntasks; i++) {
+            st_total.skipped += tasks[i].skipped;
+            if (tasks[i].width > run.outs[s]->max_width)
+                run.outs[s]->max_width = tasks[i].width;
         }
+        free_tasks(tasks, st->ntasks);
+        free_inputs(&run, st);
     }
+    if (stats)
+        *stats = st_total;
     if (!rc && run.stages.n) {
         *out = run.outs[run.stages.n - 1];
         run.outs[run.stages.n - 1] = NULL;

@@ -4,6 +4,8 @@
 #include "source.h"
 #include "task.h"
 
+#include <stdlib.h>
+
 static inline bool word_byte(uint8_t c)
 {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
@@ -58,6 +60,35 @@ static int select_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nro
 }
 
 static int pass_finish(gl_opr *op) { return gl_op_flush(op, 0); }
+
+/* limit: the first `limit` rows that reach it, the rest dropped. */
+static int limit_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    int64_t *left = op->st;
+    if (*left <= 0)
+        return 0;
+    uint64_t take = nrows < (uint64_t)*left ? nrows : (uint64_t)*left;
+    const uint8_t *p = rows, *end = rows + len;
+    for (uint64_t r = 0; r < take; r++)
+        p = gl_row_end(p, end);
+    *left -= (int64_t)take;
+    return gl_op_emit(op, rows, (size_t)(p - rows), take);
+}
+
+static void limit_destroy(gl_opr *op) { free(op->st); }
+
+int gl_op_limit_init(gl_opr *op)
+{
+    int64_t *left = malloc(sizeof *left);
+    if (!left)
+        return gl_err_set(&op->t->err, GL_ENOMEM, "limit: out of memory");
+    *left = op->d->limit;
+    op->st = left;
+    op->push = limit_push;
+    op->finish = pass_finish;
+    op->destroy = limit_destroy;
+    return 0;
+}
 
 int gl_op_words_init(gl_opr *op)
 {

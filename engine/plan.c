@@ -17,6 +17,8 @@ static void step_free(gl_step *s)
 {
     free(s->name);
     free(s->where);
+    free(s->cmd);
+    free(s->path);
     gl_buf_free(&s->fn);
     gl_buf_free(&s->rows);
     for (uint32_t i = 0; i < s->npaths; i++)
@@ -41,7 +43,8 @@ int gl_plan_nsteps(const gl_plan *p) { return p->n; }
 
 static bool is_source(int kind)
 {
-    return kind == GL_STEP_TEXT || kind == GL_STEP_ROWS || kind == GL_STEP_RANGE;
+    return kind == GL_STEP_TEXT || kind == GL_STEP_ROWS || kind == GL_STEP_RANGE || kind == GL_STEP_CSV ||
+           kind == GL_STEP_MSGPACK;
 }
 
 int gl_plan_step(gl_plan *p, int kind, int input, const char *name, const char *where)
@@ -70,6 +73,7 @@ int gl_plan_step(gl_plan *p, int kind, int input, const char *name, const char *
     }
     s->key.n = 1;
     s->key.f[0] = 1;
+    s->sep = ',';
     return p->n++;
 }
 
@@ -94,6 +98,11 @@ int gl_plan_set_builtin(gl_plan *p, int id, int builtin)
 int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n)
 {
     gl_step *s = get(p, id);
+    if (s && n == GL_KEY_ROW) {
+        s->key.n = GL_KEY_ROW;
+        s->has_key = true;
+        return 0;
+    }
     if (!s || n > GL_KEY_MAX)
         return GL_EINVAL;
     for (uint32_t i = 0; i < n; i++)
@@ -117,14 +126,47 @@ int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v)
     case GL_P_FROM: s->from = v; return 0;
     case GL_P_TO: s->to = v; return 0;
     case GL_P_DESC: s->desc = v != 0; return 0;
+    case GL_P_HOW: if (v < 0 || v > GL_JOIN_COGROUP) return GL_EINVAL; s->how = v; return 0;
+    case GL_P_HEADER: s->header = v != 0; return 0;
+    case GL_P_SEP: if (v < 1 || v > 255 || v == '"' || v == '\n' || v == '\r') return GL_EINVAL; s->sep = v; return 0;
+    case GL_P_TYPES: s->types = v; return 0;
+    case GL_P_SKIP_BAD: s->skip_bad = v != 0; return 0;
+    case GL_P_FORMAT: if (v < 0 || v > GL_FMT_MSGPACK) return GL_EINVAL; s->format = v; return 0;
+    case GL_P_SINGLE: s->single = v != 0; return 0;
+    case GL_P_HINT_BYTES: s->hint_bytes = v; return 0;
+    case GL_P_HINT_ROWS: s->hint_rows = v; return 0;
     }
     return GL_EINVAL;
+}
+
+int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v)
+{
+    gl_step *s = get(p, id);
+    if (!s || !v || (sparam != GL_S_CMD && sparam != GL_S_PATH))
+        return GL_EINVAL;
+    char *copy = strdup(v);
+    if (!copy)
+        return GL_ENOMEM;
+    char **slot = sparam == GL_S_CMD ? &s->cmd : &s->path;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+int gl_plan_add_input(gl_plan *p, int id, int input)
+{
+    gl_step *s = get(p, id);
+    if (!s || !get(p, input) || input >= id || s->ninputs >= GL_INPUTS_MAX - 1 ||
+        (s->kind != GL_STEP_UNION && s->kind != GL_STEP_JOIN && s->kind != GL_STEP_COGROUP))
+        return GL_EINVAL;
+    s->inputs[s->ninputs++] = input;
+    return 0;
 }
 
 int gl_plan_add_path(gl_plan *p, int id, const char *pattern)
 {
     gl_step *s = get(p, id);
-    if (!s || s->kind != GL_STEP_TEXT)
+    if (!s || (s->kind != GL_STEP_TEXT && s->kind != GL_STEP_CSV && s->kind != GL_STEP_MSGPACK))
         return GL_EINVAL;
     char **v = realloc(s->paths, (s->npaths + 1) * sizeof *v);
     if (!v)
@@ -230,6 +272,12 @@ static int plan_source(planner *pl, int id, const gl_step *s, uint32_t *sid)
     case GL_STEP_TEXT:
         st->src = GL_SRC_TEXT;
         return gl_text_split(s, pl->workers, st, pl->err);
+    case GL_STEP_CSV:
+        st->src = GL_SRC_CSV;
+        return gl_text_split(s, pl->workers, st, pl->err);
+    case GL_STEP_MSGPACK:
+        st->src = GL_SRC_MSGPACK;
+        return gl_text_split(s, pl->workers, st, pl->err);
     case GL_STEP_RANGE: {
         st->src = GL_SRC_RANGE;
         int64_t count = s->to >= s->from ? s->to - s->from + 1 : 0;
@@ -265,6 +313,10 @@ static int plan_narrow(planner *pl, int id, const gl_step *s, uint32_t sid)
         op.kind = GL_OP_WORDS;
         return add_op(pl, sid, op);
     }
+    if (s->kind == GL_STEP_PIPE || s->kind == GL_STEP_PIPE_ARGS) {
+        op.kind = s->kind == GL_STEP_PIPE ? GL_OP_PIPE : GL_OP_PIPE_ARGS;
+        return add_op(pl, sid, op);
+    }
     gl_opdesc *last = st->nops ? &st->ops[st->nops - 1] : NULL;
     if (last && last->kind == GL_OP_LUA && last->nsteps < GL_FUSE_MAX) {
         last->steps[last->nsteps++] = id;
@@ -276,6 +328,90 @@ static int plan_narrow(planner *pl, int id, const gl_step *s, uint32_t sid)
     return add_op(pl, sid, op);
 }
 
+/* Ends an open stage with a sink, without opening the next one. */
+static void close_stage(planner *pl, uint32_t sid, enum gl_sink_kind sink, uint32_t nparts, gl_keyspec key)
+{
+    gl_stage *st = &pl->out->v[sid];
+    st->sink = sink;
+    st->nparts = sink == GL_SINK_LOCAL ? st->ntasks : nparts;
+    st->sink_key = key;
+}
+
+/* union: each input keeps its shards; the union's shards are theirs, in
+ * input order. */
+static int plan_union(planner *pl, const gl_step *s, uint32_t *sid)
+{
+    uint32_t ins[GL_INPUTS_MAX], n = 0, tasks = 0;
+    int all[GL_INPUTS_MAX];
+    all[0] = s->input;
+    memcpy(all + 1, s->inputs, s->ninputs * sizeof *all);
+    for (uint32_t i = 0; i <= s->ninputs; i++) {
+        int rc = plan_ds(pl, all[i], &ins[n]);
+        if (rc)
+            return rc;
+        close_stage(pl, ins[n], GL_SINK_LOCAL, 0, (gl_keyspec){0});
+        tasks += pl->out->v[ins[n]].nparts;
+        n++;
+    }
+    int rc = new_stage(pl, sid);
+    if (rc)
+        return rc;
+    gl_stage *st = &pl->out->v[*sid];
+    st->src = GL_SRC_UNION;
+    memcpy(st->src_stages, ins, n * sizeof *ins);
+    st->nsrc = n;
+    st->ntasks = tasks ? tasks : 1;
+    return 0;
+}
+
+static bool small(const gl_step *s) { return s->hint_bytes > 0 && (uint64_t)s->hint_bytes <= GL_BROADCAST_BYTES; }
+
+/* join and cogroup. Both sides are hash partitioned by the key into the
+ * same number of shards and met shard by shard; or, for an inner or left
+ * join whose right side is hinted small (or inner/right with a small left
+ * side), the small side is held whole in memory by every task of the other
+ * side, which is not shuffled at all. */
+static int plan_join(planner *pl, int id, const gl_step *s, uint32_t *sid)
+{
+    const gl_step *left = gl_plan_get(pl->p, s->input), *right = gl_plan_get(pl->p, s->inputs[0]);
+    if (!left || !right || s->ninputs != 1)
+        return gl_err_set(pl->err, GL_EINVAL, "%s (%s): needs two inputs", s->name, s->where);
+    enum gl_join_how how = s->kind == GL_STEP_COGROUP ? GL_JOIN_COGROUP : (enum gl_join_how)s->how;
+    bool bright = small(right) && (how == GL_JOIN_INNER || how == GL_JOIN_LEFT);
+    bool bleft = !bright && small(left) && (how == GL_JOIN_INNER || how == GL_JOIN_RIGHT);
+    int rc;
+    if (bright || bleft) {
+        uint32_t side;
+        if ((rc = plan_ds(pl, bright ? s->inputs[0] : s->input, &side)))
+            return rc;
+        close_stage(pl, side, GL_SINK_LOCAL, 0, (gl_keyspec){0});
+        pl->out->v[side].track_width = true;
+        if ((rc = plan_ds(pl, bright ? s->input : s->inputs[0], sid)))
+            return rc;
+        pl->out->v[*sid].track_width = true;
+        return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_BCAST_JOIN, .step = id, .key = s->key, .how = how,
+                                            .small_left = bleft, .side_stage = side});
+    }
+    uint32_t nparts = wide_parts(pl, s), l, r;
+    if ((rc = plan_ds(pl, s->input, &l)))
+        return rc;
+    close_stage(pl, l, GL_SINK_HASH, nparts, s->key);
+    pl->out->v[l].track_width = true;
+    if ((rc = plan_ds(pl, s->inputs[0], &r)))
+        return rc;
+    close_stage(pl, r, GL_SINK_HASH, nparts, s->key);
+    pl->out->v[r].track_width = true;
+    if ((rc = new_stage(pl, sid)))
+        return rc;
+    gl_stage *st = &pl->out->v[*sid];
+    st->src = GL_SRC_PAIR;
+    st->src_stages[0] = l;
+    st->src_stages[1] = r;
+    st->nsrc = 2;
+    st->ntasks = nparts;
+    return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_COGROUP, .step = id, .key = s->key, .how = how});
+}
+
 static int plan_ds(planner *pl, int id, uint32_t *sid)
 {
     const gl_step *s = gl_plan_get(pl->p, id);
@@ -283,6 +419,10 @@ static int plan_ds(planner *pl, int id, uint32_t *sid)
         return gl_err_set(pl->err, GL_EINVAL, "planner: no dataset %d", id);
     if (is_source(s->kind))
         return plan_source(pl, id, s, sid);
+    if (s->kind == GL_STEP_UNION)
+        return plan_union(pl, s, sid);
+    if (s->kind == GL_STEP_JOIN || s->kind == GL_STEP_COGROUP)
+        return plan_join(pl, id, s, sid);
     int rc = plan_ds(pl, s->input, sid);
     if (rc)
         return rc;
@@ -291,7 +431,40 @@ static int plan_ds(planner *pl, int id, uint32_t *sid)
     case GL_STEP_FLATMAP:
     case GL_STEP_FILTER:
     case GL_STEP_SELECT:
+    case GL_STEP_FOREACH:
+    case GL_STEP_PIPE:
+    case GL_STEP_PIPE_ARGS:
         return plan_narrow(pl, id, s, *sid);
+    case GL_STEP_LOCAL_SORT:
+        return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_SORT, .step = id, .key = s->key, .desc = s->desc});
+    case GL_STEP_LOCAL_TOP:
+        return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_TOP, .step = id, .key = s->key, .desc = s->desc,
+                                            .limit = s->n});
+    case GL_STEP_LIMIT: {
+        /* The first n rows of each task, then the first n of those in task
+         * order: the first n rows of the dataset in shard order. */
+        gl_opdesc op = {.kind = GL_OP_LIMIT, .step = id, .limit = s->n};
+        if ((rc = add_op(pl, *sid, op)) || (rc = cut(pl, *sid, GL_SINK_HASH, 1, (gl_keyspec){0}, false, sid)))
+            return rc;
+        return add_op(pl, *sid, op);
+    }
+    case GL_STEP_PARTITION:
+        return cut(pl, *sid, GL_SINK_HASH, wide_parts(pl, s), s->key, false, sid);
+    case GL_STEP_DISTINCT: {
+        gl_opdesc op = {.kind = GL_OP_DISTINCT, .step = id, .key = s->key};
+        if ((rc = add_op(pl, *sid, op)) || (rc = cut(pl, *sid, GL_SINK_HASH, wide_parts(pl, s), s->key, false, sid)))
+            return rc;
+        return add_op(pl, *sid, op);
+    }
+    case GL_STEP_GROUP:
+        if ((rc = cut(pl, *sid, GL_SINK_HASH, wide_parts(pl, s), s->key, false, sid)))
+            return rc;
+        return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_GROUP, .step = id, .key = s->key});
+    case GL_STEP_SAVE: {
+        if (s->single && (rc = cut(pl, *sid, GL_SINK_HASH, 1, (gl_keyspec){0}, false, sid)))
+            return rc;
+        return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_SAVE, .step = id});
+    }
     case GL_STEP_REDUCE_BY_KEY:
     case GL_STEP_REDUCE: {
         bool bykey = s->kind == GL_STEP_REDUCE_BY_KEY;
@@ -343,7 +516,10 @@ static int plan_ds(planner *pl, int id, uint32_t *sid)
 static const char *step_kind_name(int k)
 {
     static const char *names[] = {"text", "rows", "range", "map", "flatmap", "filter", "select",
-                                  "reduce_by_key", "reduce", "sort_by", "top"};
+                                  "reduce_by_key", "reduce", "sort_by", "top", "foreach", "local_sort",
+                                  "local_top", "limit", "partition", "distinct", "group_by_key", "join",
+                                  "cogroup", "union", "pipe", "pipe_as_args", "csv", "msgpack", "save"};
+    _Static_assert(sizeof names / sizeof *names == GL_STEP_KINDS, "a name per step kind");
     return k >= 0 && k < GL_STEP_KINDS ? names[k] : "?";
 }
 

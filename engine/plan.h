@@ -29,17 +29,69 @@ enum gl_step_kind {
     GL_STEP_REDUCE,
     GL_STEP_SORT,
     GL_STEP_TOP,
+    GL_STEP_FOREACH,
+    GL_STEP_LOCAL_SORT,
+    GL_STEP_LOCAL_TOP,
+    GL_STEP_LIMIT,
+    GL_STEP_PARTITION,
+    GL_STEP_DISTINCT,
+    GL_STEP_GROUP,
+    GL_STEP_JOIN,
+    GL_STEP_COGROUP,
+    GL_STEP_UNION,
+    GL_STEP_PIPE,
+    GL_STEP_PIPE_ARGS,
+    GL_STEP_CSV,
+    GL_STEP_MSGPACK,
+    GL_STEP_SAVE,
     GL_STEP_KINDS
 };
 
 enum gl_builtin { GL_FN_NONE, GL_FN_WORDS, GL_FN_SUM, GL_FN_COUNT };
 
 /* Integer parameters of a step (gl_plan_set_int). */
-enum gl_param { GL_P_SHARDS, GL_P_N, GL_P_FROM, GL_P_TO, GL_P_DESC };
+enum gl_param {
+    GL_P_SHARDS, GL_P_N, GL_P_FROM, GL_P_TO, GL_P_DESC,
+    GL_P_HOW,          /* join: enum gl_join_how */
+    GL_P_HEADER,       /* csv: skip the first line of each file */
+    GL_P_SEP,          /* csv: the separator byte */
+    GL_P_TYPES,        /* csv: 0 strings, 1 numbers where they look like numbers */
+    GL_P_SKIP_BAD,     /* csv: skip and count malformed lines instead of failing */
+    GL_P_FORMAT,       /* save: enum gl_format */
+    GL_P_SINGLE,       /* save: one file */
+    GL_P_HINT_BYTES,   /* hint{bytes}: expected size of this dataset */
+    GL_P_HINT_ROWS,    /* hint{rows} */
+};
 
-enum gl_op_kind { GL_OP_LUA, GL_OP_WORDS, GL_OP_SELECT, GL_OP_AGG, GL_OP_SORT, GL_OP_TOP };
+/* String parameters of a step (gl_plan_set_str). */
+enum gl_sparam { GL_S_CMD, GL_S_PATH };
+
+enum gl_join_how { GL_JOIN_INNER, GL_JOIN_LEFT, GL_JOIN_RIGHT, GL_JOIN_OUTER, GL_JOIN_COGROUP };
+enum gl_format { GL_FMT_TSV, GL_FMT_CSV, GL_FMT_MSGPACK };
+
+/* A side below this many bytes (by its hint) is broadcast to a join. */
+#define GL_BROADCAST_BYTES (64ull << 20)
+
+enum gl_op_kind {
+    GL_OP_LUA, GL_OP_WORDS, GL_OP_SELECT, GL_OP_AGG, GL_OP_SORT, GL_OP_TOP,
+    GL_OP_LIMIT,      /* the first `limit` rows */
+    GL_OP_DISTINCT,   /* the first row of each key */
+    GL_OP_GROUP,      /* key, then the rest of each row of the key */
+    GL_OP_COGROUP,    /* joins and cogroup over two shuffled inputs */
+    GL_OP_BCAST_JOIN, /* a join probing a broadcast side held in memory */
+    GL_OP_PIPE,       /* rows through a shell command */
+    GL_OP_PIPE_ARGS,  /* a shell command per row */
+    GL_OP_SAVE,       /* rows written to files */
+};
 enum gl_agg_mode { GL_AGG_LUA, GL_AGG_SUM, GL_AGG_COUNT };
-enum gl_src_kind { GL_SRC_TEXT, GL_SRC_RANGE, GL_SRC_ROWS, GL_SRC_STAGE };
+enum gl_src_kind {
+    GL_SRC_TEXT, GL_SRC_RANGE, GL_SRC_ROWS, GL_SRC_STAGE,
+    GL_SRC_CSV, GL_SRC_MSGPACK,
+    GL_SRC_UNION,     /* task t reads one partition of one of src_stages, in order */
+    GL_SRC_PAIR,      /* task t reads partition t of src_stages[0] (left) and [1] (right) */
+};
+
+#define GL_INPUTS_MAX 64
 enum gl_sink_kind { GL_SINK_LOCAL, GL_SINK_HASH, GL_SINK_RANGE };
 
 #define GL_FUSE_MAX 32
@@ -53,7 +105,10 @@ typedef struct gl_opdesc {
     enum gl_agg_mode mode;
     bool merge;               /* agg: combining partial results */
     bool desc;
-    int64_t limit;            /* top: rows kept */
+    int64_t limit;            /* top, limit: rows kept */
+    enum gl_join_how how;     /* cogroup, bcast_join */
+    bool small_left;          /* bcast_join: the broadcast side is the left one */
+    uint32_t side_stage;      /* bcast_join: the stage holding the broadcast side */
 } gl_opdesc;
 
 /* A byte range of one input file; a text task reads a list of them. */
@@ -67,6 +122,9 @@ typedef struct gl_stage {
     enum gl_src_kind src;
     int src_step;             /* TEXT, RANGE, ROWS */
     uint32_t src_stage;       /* STAGE: reads partition <task> of that stage */
+    uint32_t src_stages[GL_INPUTS_MAX]; /* UNION, PAIR */
+    uint32_t nsrc;
+    uint32_t width[2];        /* PAIR: the widest row (fields) of each input */
     /* TEXT: task t reads pieces[first[t] .. first[t+1]) of files */
     char **files;
     uint32_t nfiles;
@@ -79,6 +137,7 @@ typedef struct gl_stage {
     gl_keyspec sink_key;
     bool sink_desc;
     bool sample;              /* keep a key sample for the next stage's range sink */
+    bool track_width;         /* record the widest row written (joins need it) */
     gl_buf bounds;            /* RANGE: nparts-1 keys, back to back */
     uint32_t *bound_off;      /* nparts offsets into bounds (last = len) */
     gl_buf blob;              /* msgpack: what Lua workers need to run the ops */
@@ -96,6 +155,10 @@ typedef struct gl_step {
     bool has_key;
     int64_t shards, n, from, to;
     bool desc;
+    int64_t how, header, sep, types, skip_bad, format, single, hint_bytes, hint_rows;
+    char *cmd, *path;
+    int inputs[GL_INPUTS_MAX]; /* UNION, JOIN, COGROUP: inputs after `input` */
+    uint32_t ninputs;
     char **paths;
     uint32_t npaths;
     gl_buf rows;              /* ROWS: driver rows, back to back */
@@ -113,7 +176,10 @@ int gl_plan_set_fn(gl_plan *p, int id, const uint8_t *blob, size_t len);
 int gl_plan_set_builtin(gl_plan *p, int id, int builtin);
 int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n);
 int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v);
+int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v);
 int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
+/* Adds another input to a UNION, JOIN or COGROUP step. */
+int gl_plan_add_input(gl_plan *p, int id, int input);
 /* Copies nrows encoded rows; they are checked before they are kept. */
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
 
@@ -135,5 +201,8 @@ void gl_stages_free(gl_stages *s);
 /* Text sources (source_text.c): globs the patterns and splits the files into
  * ntasks lists of pieces (ntasks 0: chosen from the total size). */
 int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err);
+
+/* True for a path read whole by one task (.gz, and every CSV or msgpack file). */
+bool gl_text_whole_file(const gl_step *s, const char *path);
 
 #endif

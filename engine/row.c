@@ -66,6 +66,8 @@ void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
 
 int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k)
 {
+    if (k->n == GL_KEY_ROW)
+        return gl_buf_append(out, row, (size_t)(gl_row_end(row, end) - row));
     for (uint32_t i = 0; i < k->n; i++) {
         const uint8_t *fs, *fe;
         gl_row_field(row, end, k->f[i], &fs, &fe);
@@ -75,8 +77,42 @@ int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl
     return 0;
 }
 
+static bool in_key(const gl_keyspec *k, uint32_t f)
+{
+    if (k->n == GL_KEY_ROW)
+        return true;
+    for (uint32_t i = 0; i < k->n; i++)
+        if (k->f[i] == f)
+            return true;
+    return false;
+}
+
+uint32_t gl_row_rest_count(const uint8_t *row, const uint8_t *end, const gl_keyspec *k)
+{
+    uint32_t nf, n = 0;
+    gl_row_fields(row, end, &nf);
+    for (uint32_t i = 1; i <= nf; i++)
+        n += !in_key(k, i);
+    return n;
+}
+
+int gl_row_rest_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k)
+{
+    uint32_t nf;
+    const uint8_t *p = gl_row_fields(row, end, &nf);
+    for (uint32_t i = 1; i <= nf; i++) {
+        const uint8_t *fe = gl_row_end(p, end);
+        if (!in_key(k, i) && gl_buf_append(out, p, (size_t)(fe - p)))
+            return -1;
+        p = fe;
+    }
+    return 0;
+}
+
 uint64_t gl_row_key_hash(const uint8_t *row, const uint8_t *end, const gl_keyspec *k, uint64_t seed)
 {
+    if (k->n == GL_KEY_ROW)
+        return gl_hash_next(&row, end, seed);
     uint64_t h = seed;
     for (uint32_t i = 0; i < k->n; i++) {
         const uint8_t *fs, *fe;
@@ -89,6 +125,8 @@ uint64_t gl_row_key_hash(const uint8_t *row, const uint8_t *end, const gl_keyspe
 int gl_row_cmp(const uint8_t *a, const uint8_t *ea, const uint8_t *b, const uint8_t *eb,
                const gl_keyspec *k, bool whole)
 {
+    if (k->n == GL_KEY_ROW)
+        return gl_cmp_next(&a, ea, &b, eb);
     for (uint32_t i = 0; i < k->n; i++) {
         const uint8_t *as, *ae, *bs, *be;
         gl_row_field(a, ea, k->f[i], &as, &ae);
@@ -105,6 +143,8 @@ int gl_row_cmp(const uint8_t *a, const uint8_t *ea, const uint8_t *b, const uint
 int gl_row_key_cmp_bytes(const uint8_t *row, const uint8_t *end, const gl_keyspec *k,
                          const uint8_t *key, const uint8_t *kend)
 {
+    if (k->n == GL_KEY_ROW)
+        return gl_cmp_next(&row, end, &key, kend);
     for (uint32_t i = 0; i < k->n; i++) {
         const uint8_t *fs, *fe;
         gl_row_field(row, end, k->f[i], &fs, &fe);

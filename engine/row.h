@@ -12,11 +12,15 @@
 #include <stdint.h>
 
 #define GL_KEY_MAX 16
+#define GL_KEY_ROW 0xffffffffu  /* n: the whole row is the key */
 
 typedef struct gl_keyspec {
-    uint32_t n;                 /* 0: no key fields (one group) */
+    uint32_t n;                 /* 0: no key fields (one group); GL_KEY_ROW: the whole row */
     uint32_t f[GL_KEY_MAX];     /* 1-based field positions */
 } gl_keyspec;
+
+/* How many msgpack values a key's bytes hold. */
+static inline uint32_t gl_key_values(const gl_keyspec *k) { return k->n == GL_KEY_ROW ? 1 : k->n; }
 
 /* Checks that [p, end) starts with one well-formed row (an array). Returns
  * the end of that row and its field count, or NULL if malformed. */
@@ -37,6 +41,11 @@ void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
 int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k);
 
 uint64_t gl_row_key_hash(const uint8_t *row, const uint8_t *end, const gl_keyspec *k, uint64_t seed);
+
+/* The fields of a row that are not key fields ("the rest"), in order:
+ * how many there are, and their encodings appended to out. */
+uint32_t gl_row_rest_count(const uint8_t *row, const uint8_t *end, const gl_keyspec *k);
+int gl_row_rest_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k);
 
 /* Compares the keys of two rows; then, if `whole`, the whole rows (the tie
  * break that makes sort and top give one order whatever the shard count). */

@@ -16,4 +16,14 @@ int gl_text_read(const gl_stage *st, uint32_t task, gl_emit_fn emit, void *ctx, 
 int gl_range_read(const gl_step *s, uint32_t task, uint32_t ntasks, gl_emit_fn emit, void *ctx, gl_err *err);
 int gl_rows_read(const gl_step *s, uint32_t task, uint32_t ntasks, gl_emit_fn emit, void *ctx, gl_err *err);
 
+/* source_csv.c: CSV and TSV files (RFC 4180 quoting); each file is read
+ * whole by one task. Malformed lines fail the task naming file and line,
+ * or, when the step skips them, are counted in *skipped. */
+int gl_csv_read(const gl_stage *st, const gl_step *s, uint32_t task, gl_emit_fn emit, void *ctx,
+                uint64_t *skipped, gl_err *err);
+
+/* source_msgpack.c: files of back-to-back msgpack rows (what save writes
+ * with format "msgpack"), each checked before it is passed on. */
+int gl_msgpack_read(const gl_stage *st, uint32_t task, gl_emit_fn emit, void *ctx, gl_err *err);
+
 #endif

@@ -1,11 +1,19 @@
-/* source_text.c: text files as rows, one row (line) per line.
+/* source_text.c: text files as rows, one row (line) per line; and the
+ * splitting of every file source (text, csv, tsv, msgpack) into tasks.
  *
  * Splitting: the matched files are laid end to end and cut into tasks of
  * about equal bytes, so a large file becomes several byte ranges and many
  * small files share one task. A line belongs to the range its first byte
  * is in: a reader starting mid-file skips to the first line that starts in
  * its range, and reads past its end to finish its last line. The newline
- * is not part of the row. */
+ * is not part of the row.
+ *
+ * Some files cannot be cut (gl_text_whole_file): a gzip stream has no
+ * seekable line starts, and a CSV record may hold newlines inside quotes,
+ * so such a file is one piece [0, size) given to the task whose byte range
+ * holds the file's middle byte. Files keep their order across tasks either
+ * way, so task order is file order. A ".gz" file is read through zlib and
+ * its lines are those of the decompressed stream. */
 #include "mpk.h"
 #include "plan.h"
 #include "source.h"
@@ -17,29 +25,49 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MIN_SPLIT (1u << 20)
 #define MAX_SPLIT (64u << 20)
 
 static bool has_magic(const char *s) { return strpbrk(s, "*?[") != NULL; }
 
-static int add_file(gl_stage *st, const char *path, uint64_t **sizes, gl_err *err)
+static bool is_gz(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 3 && !strcmp(path + n - 3, ".gz");
+}
+
+bool gl_text_whole_file(const gl_step *s, const char *path)
+{
+    return is_gz(path) || s->kind == GL_STEP_CSV || s->kind == GL_STEP_MSGPACK;
+}
+
+/* The source's name in messages: the method that made the step. */
+static const char *who(const gl_step *s)
+{
+    if (s->kind == GL_STEP_CSV)
+        return s->name && !strcmp(s->name, "tsv") ? "tsv" : "csv";
+    return s->kind == GL_STEP_MSGPACK ? "msgpack" : "text";
+}
+
+static int add_file(gl_stage *st, const char *w, const char *path, uint64_t **sizes, gl_err *err)
 {
     struct stat sb;
     if (stat(path, &sb))
-        return gl_err_set(err, GL_EIO, "text: cannot read '%s': %s", path, strerror(errno));
+        return gl_err_set(err, GL_EIO, "%s: cannot read '%s': %s", w, path, strerror(errno));
     if (S_ISDIR(sb.st_mode))
-        return gl_err_set(err, GL_EIO, "text: '%s' is a directory", path);
+        return gl_err_set(err, GL_EIO, "%s: '%s' is a directory", w, path);
     char **f = realloc(st->files, (st->nfiles + 1) * sizeof *f);
     if (!f)
-        return gl_err_set(err, GL_ENOMEM, "text: out of memory");
+        return gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
     st->files = f;
     uint64_t *z = realloc(*sizes, (st->nfiles + 1) * sizeof *z);
     if (!z)
-        return gl_err_set(err, GL_ENOMEM, "text: out of memory");
+        return gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
     *sizes = z;
     if (!(f[st->nfiles] = strdup(path)))
-        return gl_err_set(err, GL_ENOMEM, "text: out of memory");
+        return gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
     z[st->nfiles++] = (uint64_t)sb.st_size;
     return 0;
 }
@@ -60,24 +88,25 @@ static int add_piece(gl_stage *st, uint32_t *n, uint32_t *cap, gl_piece pc)
 int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
 {
     uint64_t *sizes = NULL;
+    const char *w = who(s);
     int rc = 0;
     for (uint32_t i = 0; i < s->npaths && !rc; i++) {
         const char *pat = s->paths[i];
         if (!has_magic(pat)) {
-            rc = add_file(st, pat, &sizes, err);
+            rc = add_file(st, w, pat, &sizes, err);
             continue;
         }
         glob_t g;
         int gr = glob(pat, 0, NULL, &g);
         if (gr == GLOB_NOMATCH)
-            rc = gl_err_set(err, GL_EIO, "text: no file matches '%s'", pat);
+            rc = gl_err_set(err, GL_EIO, "%s: no file matches '%s'", w, pat);
         else if (gr)
-            rc = gl_err_set(err, GL_EIO, "text: cannot list '%s'", pat);
+            rc = gl_err_set(err, GL_EIO, "%s: cannot list '%s'", w, pat);
         for (size_t j = 0; !gr && j < g.gl_pathc && !rc; j++) {
             struct stat sb;
             if (stat(g.gl_pathv[j], &sb) == 0 && S_ISDIR(sb.st_mode))
                 continue; /* a pattern like "dir/x*" may match directories: skip them */
-            rc = add_file(st, g.gl_pathv[j], &sizes, err);
+            rc = add_file(st, w, g.gl_pathv[j], &sizes, err);
         }
         if (!gr)
             globfree(&g);
@@ -92,11 +121,17 @@ int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
         uint64_t split = total / ((uint64_t)workers * 4);
         split = split < MIN_SPLIT ? MIN_SPLIT : split > MAX_SPLIT ? MAX_SPLIT : split;
         ntasks = (total + split - 1) / split;
+        /* Whole files only: more tasks than files would leave some empty. */
+        uint64_t whole = 0;
+        for (uint32_t i = 0; i < st->nfiles; i++)
+            whole += gl_text_whole_file(s, st->files[i]);
+        if (!rc && whole == st->nfiles && ntasks > whole)
+            ntasks = whole;
         if (!ntasks)
             ntasks = 1;
     }
     if (!rc && !(st->first = calloc(ntasks + 1, sizeof *st->first)))
-        rc = gl_err_set(err, GL_ENOMEM, "text: out of memory");
+        rc = gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
     uint32_t cap = 0, npieces = 0;
     if (!rc) {
         /* Task t takes bytes [t*total/ntasks, (t+1)*total/ntasks) of the
@@ -109,11 +144,20 @@ int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
             for (uint32_t f = 0; f < st->nfiles && !rc; f++) {
                 uint64_t a = fbase, b = fbase + sizes[f];
                 fbase = b;
-                if (b <= lo || a >= hi)
-                    continue;
-                gl_piece pc = {f, (lo > a ? lo : a) - a, (hi < b ? hi : b) - a};
+                gl_piece pc = {f, 0, sizes[f]};
+                if (gl_text_whole_file(s, st->files[f])) {
+                    /* Kept even when empty: a pipe stats as 0 bytes. */
+                    uint64_t mid = a + sizes[f] / 2;
+                    if (mid < lo || (mid >= hi && t + 1 < ntasks))
+                        continue;
+                } else {
+                    if (b <= lo || a >= hi)
+                        continue;
+                    pc.start = (lo > a ? lo : a) - a;
+                    pc.end = (hi < b ? hi : b) - a;
+                }
                 if (add_piece(st, &npieces, &cap, pc))
-                    rc = gl_err_set(err, GL_ENOMEM, "text: out of memory");
+                    rc = gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
             }
         }
         st->first[ntasks] = npieces;
@@ -145,12 +189,51 @@ static int line(reader *r, const uint8_t *p, size_t n)
 
 #define READ_BYTES (1u << 20)
 
+/* Reads up to READ_BYTES at file offset off (plain) or the next bytes of
+ * the decompressed stream (gz) into io's tail. Returns the count, 0 at the
+ * end, or a negative code with err set. */
+static ssize_t fill(int fd, gzFile gz, uint64_t off, gl_buf *io, const char *path, gl_err *err)
+{
+    if (gz) {
+        int n = gzread(gz, io->data + io->len, READ_BYTES);
+        int zerr = Z_OK;
+        const char *zmsg = n <= 0 ? gzerror(gz, &zerr) : NULL;
+        /* zlib names a stream opened by gzdopen "<fd:N>": the path says more. */
+        const char *named = zmsg && zmsg[0] == '<' ? strstr(zmsg, ">: ") : NULL;
+        if (named)
+            zmsg = named + 3;
+        /* A stream cut short ends with Z_BUF_ERROR ("unexpected end of file"). */
+        if (n < 0 || (n == 0 && zerr != Z_OK))
+            return gl_err_set(err, GL_EIO, "text: '%s': %s", path,
+                              zerr == Z_ERRNO ? strerror(errno) : zmsg);
+        return n;
+    }
+    for (;;) {
+        ssize_t got = pread(fd, io->data + io->len, READ_BYTES, (off_t)off);
+        if (got >= 0)
+            return got;
+        if (errno != EINTR)
+            return gl_err_set(err, GL_EIO, "text: cannot read '%s': %s", path, strerror(errno));
+    }
+}
+
 static int read_piece(reader *r, const char *path, const gl_piece *pc, gl_buf *io, gl_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return gl_err_set(err, GL_EIO, "text: cannot read '%s': %s", path, strerror(errno));
-    uint64_t off = pc->start;
+    /* A gz file is always one whole piece: read the stream to its end. */
+    gzFile gz = NULL;
+    uint64_t off = pc->start, end = pc->end;
+    if (is_gz(path)) {
+        if (!(gz = gzdopen(fd, "rb"))) {
+            close(fd);
+            return gl_err_set(err, GL_ENOMEM, "text: out of memory");
+        }
+        gzbuffer(gz, 256u << 10);
+        off = 0;
+        end = UINT64_MAX;
+    }
     bool skip = false; /* skipping the line that began before our range */
     if (off > 0) {
         off--;
@@ -165,18 +248,16 @@ static int read_piece(reader *r, const char *path, const gl_piece *pc, gl_buf *i
             rc = gl_err_set(err, GL_ENOMEM, "text: out of memory");
             break;
         }
-        ssize_t got = pread(fd, io->data + io->len, READ_BYTES, (off_t)off);
+        ssize_t got = fill(fd, gz, off, io, path, err);
         if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = gl_err_set(err, GL_EIO, "text: cannot read '%s': %s", path, strerror(errno));
+            rc = (int)got;
             break;
         }
         off += (uint64_t)got;
         io->len += (size_t)got;
         size_t pos = 0;
         for (;;) {
-            if (line_start >= pc->end && !skip) {
+            if (line_start >= end && !skip) {
                 done = true;
                 break;
             }
@@ -199,7 +280,10 @@ static int read_piece(reader *r, const char *path, const gl_piece *pc, gl_buf *i
         memmove(io->data, io->data + pos, io->len - pos);
         io->len -= pos;
     }
-    close(fd);
+    if (gz)
+        gzclose(gz); /* closes fd too */
+    else
+        close(fd);
     if (rc && !err->code)
         gl_err_set(err, rc, "text: stopped reading '%s'", path);
     return rc;

@@ -33,6 +33,7 @@ void gl_shard_free(gl_shard *s);
 typedef struct gl_output {
     uint32_t nparts, ntasks;
     gl_shard *cells; /* [part * ntasks + task] */
+    uint32_t max_width; /* the most fields in a row, when the stage tracked it */
 } gl_output;
 
 /* Returns a new empty output (caller frees with gl_output_free), or NULL. */

@@ -66,11 +66,25 @@ static uint32_t range_part(const gl_stage *st, const uint8_t *row, const uint8_t
     return lo;
 }
 
+static void track_width(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    const uint8_t *p = rows, *end = rows + len;
+    for (uint64_t r = 0; r < nrows; r++) {
+        uint32_t nf;
+        gl_row_fields(p, end, &nf);
+        if (nf > t->width)
+            t->width = nf;
+        p = gl_row_end(p, end);
+    }
+}
+
 static int sink_push(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     const gl_stage *st = t->st;
     if (stopped(t))
         return GL_ECANCEL;
+    if (st->track_width)
+        track_width(t, rows, len, nrows);
     if (st->sink == GL_SINK_LOCAL || st->nparts == 1) {
         uint32_t part = st->sink == GL_SINK_LOCAL ? t->index : 0;
         if (st->sample) {
@@ -131,6 +145,27 @@ static int input_emit(void *ctx, const uint8_t *rows, size_t len, uint64_t nrows
     return sink_push(t, rows, len, nrows);
 }
 
+/* Pushes partition `part` of a stage's output to fn (push or push2 of the
+ * first op, or the sink when the stage has no ops). */
+static int read_part(gl_task *t, const gl_output *o, uint32_t part, bool second)
+{
+    uint32_t task = 0;
+    size_t chunk = 0;
+    const gl_chunk *c;
+    while ((c = gl_output_next(o, part, &task, &chunk))) {
+        int rc;
+        if (stopped(t))
+            return GL_ECANCEL;
+        if (second)
+            rc = t->ops[0].push2(&t->ops[0], c->data, c->len, c->nrows);
+        else
+            rc = input_emit(t, c->data, c->len, c->nrows);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int read_input(gl_task *t)
 {
     const gl_stage *st = t->st;
@@ -142,16 +177,28 @@ static int read_input(gl_task *t)
         return gl_range_read(src, t->index, st->ntasks, input_emit, t, &t->err);
     case GL_SRC_ROWS:
         return gl_rows_read(src, t->index, st->ntasks, input_emit, t, &t->err);
-    case GL_SRC_STAGE: {
-        uint32_t task = 0;
-        size_t chunk = 0;
-        const gl_chunk *c;
-        while ((c = gl_output_next(t->in, t->index, &task, &chunk))) {
-            int rc = input_emit(t, c->data, c->len, c->nrows);
-            if (rc)
-                return rc;
+    case GL_SRC_STAGE:
+        return read_part(t, t->in, t->index, false);
+    case GL_SRC_CSV:
+        return gl_csv_read(st, src, t->index, input_emit, t, &t->skipped, &t->err);
+    case GL_SRC_MSGPACK:
+        return gl_msgpack_read(st, t->index, input_emit, t, &t->err);
+    case GL_SRC_UNION: {
+        /* Task t is partition j of input i, counting the inputs' partitions in order. */
+        uint32_t k = t->index;
+        for (uint32_t i = 0; i < st->nsrc; i++) {
+            const gl_output *o = t->run->outs[st->src_stages[i]];
+            if (k < o->nparts)
+                return read_part(t, o, k, false);
+            k -= o->nparts;
         }
         return 0;
+    }
+    case GL_SRC_PAIR: {
+        if (!st->nops || !t->ops[0].push2)
+            return gl_err_set(&t->err, GL_EINVAL, "task: a two-input stage has no two-input op");
+        int rc = read_part(t, t->run->outs[st->src_stages[1]], t->index, true);
+        return rc ? rc : read_part(t, t->run->outs[st->src_stages[0]], t->index, false);
     }
     }
     return gl_err_set(&t->err, GL_EINVAL, "task: unknown input");
@@ -178,6 +225,14 @@ int gl_task_run(gl_task *t)
         case GL_OP_AGG: rc = op->d->mode == GL_AGG_LUA ? gl_op_lua_init(op) : gl_op_agg_init(op); break;
         case GL_OP_SORT:
         case GL_OP_TOP: rc = gl_op_sort_init(op); break;
+        case GL_OP_LIMIT: rc = gl_op_limit_init(op); break;
+        case GL_OP_DISTINCT:
+        case GL_OP_GROUP: rc = gl_op_group_init(op); break;
+        case GL_OP_COGROUP:
+        case GL_OP_BCAST_JOIN: rc = gl_op_join_init(op); break;
+        case GL_OP_PIPE:
+        case GL_OP_PIPE_ARGS: rc = gl_op_pipe_init(op); break;
+        case GL_OP_SAVE: rc = gl_op_save_init(op); break;
         }
     }
     if (!rc)

@@ -24,6 +24,8 @@ struct gl_opr {
     uint32_t index;
     gl_opr *next; /* NULL: the sink */
     int (*push)(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows);
+    /* The right-hand input of a two-input op (joins), pushed before push. */
+    int (*push2)(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows);
     int (*finish)(gl_opr *op);
     void (*destroy)(gl_opr *op);
     gl_buf out;   /* staged output rows (Lua writes here through the FFI) */
@@ -56,6 +58,8 @@ struct gl_task {
     uint32_t *sample_off;
     uint32_t nsample;
     uint64_t stride, seen;
+    uint32_t width;      /* the most fields in a row written, if tracked */
+    uint64_t skipped;    /* malformed input lines skipped */
 };
 
 #define GL_SAMPLE_MAX 512
@@ -74,6 +78,15 @@ int gl_op_select_init(gl_opr *op);
 int gl_op_agg_init(gl_opr *op);
 int gl_op_sort_init(gl_opr *op);
 int gl_op_lua_init(gl_opr *op); /* lua_op.c: GL_OP_LUA, and GL_OP_AGG in Lua mode */
+int gl_op_limit_init(gl_opr *op);   /* op_narrow.c */
+int gl_op_group_init(gl_opr *op);   /* op_group.c: GL_OP_GROUP, GL_OP_DISTINCT */
+int gl_op_join_init(gl_opr *op);    /* op_join.c: GL_OP_COGROUP, GL_OP_BCAST_JOIN */
+int gl_op_pipe_init(gl_opr *op);    /* op_pipe.c: GL_OP_PIPE, GL_OP_PIPE_ARGS */
+int gl_op_save_init(gl_opr *op);    /* op_save.c */
+
+/* op_save.c: removes a file or directory tree without following symlinks;
+ * a missing path is success. 0, or GL_EIO with the path in err. */
+int gl_save_remove(const char *path, gl_err *err);
 
 /* Formats a row for an error message: abbreviated past ~200 bytes. */
 #define GL_ROW_SHOW 200

@@ -4,6 +4,7 @@
 -- compared as multisets; sort_by and top exactly, in order.
 local gleam = require "gleam"
 local h = require "helpers"
+local lcg = h.lcg
 local ffi = require "ffi"
 
 -- Shard counts tried for every source and wide step (false: the default).
@@ -134,15 +135,6 @@ local function words_of(line)
   return t
 end
 
--- A deterministic pseudo-random sequence (the specs must not depend on
--- math.random's state).
-local function lcg(seed)
-  local s = seed
-  return function(m)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return s % m
-  end
-end
 
 after_each(h.cleanup)
 

@@ -112,3 +112,41 @@ describe("examples/top.lua", function()
     assert.are.equal(table.concat(want), got)
   end)
 end)
+
+-- sqlite3 over the same CSV files is the oracle for the CSV examples.
+local function sqlite(sql)
+  local data = src .. "/examples/data"
+  local script = path("q.sql")
+  write("q.sql", table.concat({
+    ".mode csv",
+    ".import '" .. data .. "/orders.csv' orders",
+    ".import '" .. data .. "/customers.csv' customers",
+    ".mode tabs",
+    sql,
+  }, "\n") .. "\n")
+  return sh("sqlite3 :memory: < '" .. script .. "'")
+end
+
+describe("examples/join.lua", function()
+  it("matches sqlite3's left join and group by", function()
+    local want = sqlite([[SELECT coalesce(c.region, '(none)'), count(*), printf('%.2f', sum(CAST(o.amount AS REAL)))
+      FROM orders o LEFT JOIN customers c ON o.customer = c.customer GROUP BY 1 ORDER BY 1;]])
+    for _, w in ipairs({ 1, 2, 8 }) do
+      local got, ok = sh(string.format("%s run --workers %d %s/examples/join.lua", bin, w, src))
+      assert.is_true(ok, got)
+      assert.are.equal(want, got)
+    end
+  end)
+end)
+
+describe("examples/csv.lua", function()
+  it("matches sqlite3's group by and order", function()
+    local want = sqlite([[SELECT customer, printf('%.2f', sum(CAST(amount AS REAL))) AS total, count(*)
+      FROM orders GROUP BY customer ORDER BY sum(CAST(amount AS REAL)) DESC, customer;]])
+    for _, w in ipairs({ 1, 2, 8 }) do
+      local got, ok = sh(string.format("%s run --workers %d %s/examples/csv.lua", bin, w, src))
+      assert.is_true(ok, got)
+      assert.are.equal(want, got)
+    end
+  end)
+end)

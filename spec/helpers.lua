@@ -298,4 +298,14 @@ function helpers.label(t)
   return table.concat(parts, " ")
 end
 
+-- A deterministic pseudo-random sequence (specs must not depend on
+-- math.random's state): lcg(seed) returns rand(m) in [0, m).
+function helpers.lcg(seed)
+  local s = seed
+  return function(m)
+    s = (s * 1103515245 + 12345) % 2147483648
+    return s % m
+  end
+end
+
 return helpers

@@ -147,6 +147,29 @@ end
 
 -- Encoding -------------------------------------------------------------------
 
+-- Map keys in the engine's order: booleans, numbers, strings, then other
+-- values by their encoding.
+local key_rank = { boolean = 1, number = 2, cdata = 2, string = 3 }
+local key_lt
+local function encoded(v)
+  local b = M.new_buf()
+  local e = M.encoder(b)
+  e.begin()
+  e.value(v)
+  e.commit()
+  return ffi_string(b.data, b.len)
+end
+key_lt = function(a, b)
+  local ta, tb = type(a), type(b)
+  local ra, rb = key_rank[ta] or 4, key_rank[tb] or 4
+  if ta == "cdata" and not M.is_int64(a) then ra = 4 end
+  if tb == "cdata" and not M.is_int64(b) then rb = 4 end
+  if ra ~= rb then return ra < rb end
+  if ra == 1 then return (not a) and b end
+  if ra == 2 or ra == 3 then return a < b end
+  return encoded(a) < encoded(b)
+end
+
 -- An encoder appends to a gl_buf. Between begin() and commit() it keeps the
 -- write position in a Lua number, so the row loop does no 64-bit cdata
 -- arithmetic on the buffer's own fields.
@@ -274,10 +297,16 @@ function M.encoder(buf)
       put_header(n, 0x90, 0xdc)
       for k = 1, n do put_value(t[k], depth + 1) end
     else
+      -- Entries in key order, so equal maps are equal bytes and keys
+      -- (joins, distinct, grouping) match whatever order pairs() gave.
+      local keys = {}
+      for k in pairs(t) do keys[#keys + 1] = k end
+      table.sort(keys, key_lt)
       put_header(n, 0x80, 0xde)
-      for k, v in pairs(t) do
+      for i = 1, n do
+        local k = keys[i]
         put_value(k, depth + 1)
-        put_value(v, depth + 1)
+        put_value(t[k], depth + 1)
       end
     end
   end

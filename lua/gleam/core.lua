@@ -11,7 +11,7 @@ int gl_buf_grow(gl_buf *b, size_t extra);
 typedef struct gl_err { int code; char msg[1024]; } gl_err;
 
 typedef struct gl_chunk { uint8_t *data; size_t len, cap; uint64_t nrows; } gl_chunk;
-typedef struct gl_output { uint32_t nparts, ntasks; void *cells; } gl_output;
+typedef struct gl_output { uint32_t nparts, ntasks; void *cells; uint32_t max_width; } gl_output;
 void gl_output_free(gl_output *o);
 uint64_t gl_output_rows(const gl_output *o);
 const gl_chunk *gl_output_next(const gl_output *o, uint32_t part, uint32_t *task, size_t *chunk);
@@ -24,14 +24,19 @@ int gl_plan_set_fn(gl_plan *p, int id, const uint8_t *blob, size_t len);
 int gl_plan_set_builtin(gl_plan *p, int id, int builtin);
 int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n);
 int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v);
+int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v);
 int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
+int gl_plan_add_input(gl_plan *p, int id, int input);
+int gl_save_remove(const char *path, gl_err *err);
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
 
 typedef struct gl_engine gl_engine;
 gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err);
 void gl_engine_free(gl_engine *e);
 uint32_t gl_engine_workers(const gl_engine *e);
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, int *cancel, gl_output **out, gl_err *err);
+typedef struct gl_stats { uint64_t skipped; uint32_t stages, tasks; } gl_stats;
+int gl_engine_run(gl_engine *e, const gl_plan *p, int target, int *cancel, gl_output **out,
+                  gl_stats *stats, gl_err *err);
 uint32_t gl_cores(void);
 
 typedef struct gl_agg gl_agg;
@@ -63,8 +68,17 @@ return {
   -- enum values from plan.h
   step = {
     text = 0, rows = 1, range = 2, map = 3, flatmap = 4, filter = 5, select = 6,
-    reduce_by_key = 7, reduce = 8, sort_by = 9, top = 10,
+    reduce_by_key = 7, reduce = 8, sort_by = 9, top = 10, foreach = 11, local_sort = 12,
+    local_top = 13, limit = 14, partition = 15, distinct = 16, group_by_key = 17, join = 18,
+    cogroup = 19, union = 20, pipe = 21, pipe_as_args = 22, csv = 23, msgpack = 24, save = 25,
   },
   builtin = { words = 1, sum = 2, count = 3 },
-  param = { shards = 0, n = 1, from = 2, to = 3, desc = 4 },
+  param = {
+    shards = 0, n = 1, from = 2, to = 3, desc = 4, how = 5, header = 6, sep = 7, types = 8,
+    skip_bad = 9, format = 10, single = 11, hint_bytes = 12, hint_rows = 13,
+  },
+  sparam = { cmd = 0, path = 1 },
+  how = { inner = 0, left = 1, right = 2, outer = 3 },
+  format = { tsv = 0, csv = 1, msgpack = 2 },
+  key_row = 0xffffffff,
 }

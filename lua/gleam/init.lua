@@ -15,9 +15,12 @@ local closure = require "gleam.closure"
 local gfn = require "gleam.fn"
 
 local C = core.C
-local STEP, PARAM, BUILTIN = core.step, core.param, core.builtin
+local STEP, PARAM, BUILTIN, SPARAM, HOW, FORMAT =
+  core.step, core.param, core.builtin, core.sparam, core.how, core.format
 
 local gleam = { fn = gfn, version = ffi.string(C.gleam_version()) }
+pcall(ffi.cdef, "int getpid(void);")
+pcall(ffi.cdef, "int access(const char *path, int mode);")
 
 -- Settings the CLI and callers may change before the first run.
 gleam.config = { workers = 0 }
@@ -117,6 +120,10 @@ local function add_step(flow, kind, input, name, where)
   return setmetatable({ flow = flow, id = id, step = name, where = where }, Dataset)
 end
 
+local function set_key(ds, fields)
+  C.gl_plan_set_key(ds.flow.plan, ds.id, ffi.new("uint32_t[?]", #fields, fields), #fields)
+end
+
 local function set_shards(ds, method, opts)
   local n = check_count(method, "shards", opts.shards, 1)
   if n then C.gl_plan_set_int(ds.flow.plan, ds.id, PARAM.shards, n) end
@@ -177,6 +184,79 @@ function Flow:range(a, b, opts)
   return ds
 end
 
+local function add_paths(ds, method, paths)
+  if type(paths) == "string" then paths = { paths } end
+  if type(paths) ~= "table" or #paths == 0 then argerror(method, "a path, a glob or a list of them", type(paths)) end
+  for _, p in ipairs(paths) do
+    if type(p) ~= "string" then argerror(method, "path strings", type(p)) end
+    C.gl_plan_add_path(ds.flow.plan, ds.id, p)
+  end
+end
+
+local function csv_source(flow, method, paths, opts, sep)
+  opts = check_opts(method, opts)
+  local ds = add_step(flow, STEP.csv, -1, method, caller())
+  add_paths(ds, method, paths)
+  local plan, id = flow.plan, ds.id
+  sep = opts.sep or sep
+  if type(sep) ~= "string" or #sep ~= 1 or sep == '"' or sep == "\n" or sep == "\r" then
+    usererror(method .. ": sep must be one character other than a quote or a newline")
+  end
+  C.gl_plan_set_int(plan, id, PARAM.sep, sep:byte())
+  C.gl_plan_set_int(plan, id, PARAM.header, opts.header and 1 or 0)
+  if opts.types ~= nil and opts.types ~= "auto" and opts.types ~= "string" then
+    usererror(method .. ": types must be \"auto\" or \"string\"")
+  end
+  C.gl_plan_set_int(plan, id, PARAM.types, opts.types == "auto" and 1 or 0)
+  if opts.on_error ~= nil and opts.on_error ~= "skip" and opts.on_error ~= "fail" then
+    usererror(method .. ": on_error must be \"skip\" or \"fail\"")
+  end
+  C.gl_plan_set_int(plan, id, PARAM.skip_bad, opts.on_error == "skip" and 1 or 0)
+  set_shards(ds, method, opts)
+  return ds
+end
+
+-- csv(paths, {header, sep, types, on_error, shards}): one row per record
+-- (RFC 4180 quoting); fields are strings, or numbers where they look like
+-- numbers with types = "auto". A malformed line fails the run naming file
+-- and line, or is skipped and counted with on_error = "skip".
+function Flow:csv(paths, opts) return csv_source(self, "csv", paths, opts, ",") end
+
+-- tsv(paths, opts): csv with a tab separator.
+function Flow:tsv(paths, opts) return csv_source(self, "tsv", paths, opts, "\t") end
+
+-- msgpack(paths): rows as save{format = "msgpack"} wrote them.
+function Flow:msgpack(paths, opts)
+  opts = check_opts("msgpack", opts)
+  local ds = add_step(self, STEP.msgpack, -1, "msgpack", caller())
+  add_paths(ds, "msgpack", paths)
+  set_shards(ds, "msgpack", opts)
+  return ds
+end
+
+-- sort_by and local_sort: (fields, {desc}) or ({desc}).
+local function sort_step(self, kind, method, fields, opts)
+  if type(fields) == "table" and fields[1] == nil and opts == nil then fields, opts = nil, fields end
+  opts = check_opts(method, opts)
+  fields = fields_of(method, fields, { 1 })
+  local ds = add_step(self.flow, kind, self.id, method, caller())
+  set_key(ds, fields)
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc and 1 or 0)
+  return ds, opts
+end
+
+-- top and local_top: (n, {by, desc}), largest first unless desc = false.
+local function top_step(self, kind, method, n, opts)
+  if type(n) ~= "number" then argerror(method, "a row count (number)", type(n)) end
+  check_count(method, "n", n, 0)
+  opts = check_opts(method, opts)
+  local ds = add_step(self.flow, kind, self.id, method, caller())
+  set_key(ds, fields_of(method, opts.by, { 1 }))
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.n, n)
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc == false and 0 or 1)
+  return ds
+end
+
 -- Narrow steps ---------------------------------------------------------------
 
 -- A built-in is recorded by name: the planner runs it in C where it can
@@ -234,11 +314,63 @@ function Dataset:select(...)
   return ds
 end
 
--- Wide steps -----------------------------------------------------------------
-
-local function set_key(ds, fields)
-  C.gl_plan_set_key(ds.flow.plan, ds.id, ffi.new("uint32_t[?]", #fields, fields), #fields)
+-- foreach(f): calls f(fields...) on the workers for its side effects; the
+-- rows pass on unchanged.
+function Dataset:foreach(f)
+  local ds = narrow(self, STEP.foreach, "foreach", f)
+  return ds
 end
+
+local function pipe_step(self, kind, method, cmd)
+  if type(cmd) ~= "string" or cmd == "" then argerror(method, "a shell command (string)", type(cmd)) end
+  local ds = add_step(self.flow, kind, self.id, method, caller())
+  C.gl_plan_set_str(self.flow.plan, ds.id, SPARAM.cmd, cmd)
+  return ds
+end
+
+-- pipe(cmd): each row goes to `sh -c cmd` as one tab-separated line, and
+-- each line it prints comes back as a row of string fields (split on
+-- tabs); one process per shard. Tab, newline, carriage return and
+-- backslash inside a field travel as \t, \n, \r and \\ both ways.
+function Dataset:pipe(cmd) return pipe_step(self, STEP.pipe, "pipe", cmd) end
+
+-- pipe_as_args(cmd): for each row, runs cmd with $1, $2, ... replaced by
+-- the row's fields (shell-quoted); each line it prints is a row.
+function Dataset:pipe_as_args(cmd) return pipe_step(self, STEP.pipe_as_args, "pipe_as_args", cmd) end
+
+-- local_sort(fields, {desc}): sorts each shard on its own.
+function Dataset:local_sort(fields, opts)
+  local ds = sort_step(self, STEP.local_sort, "local_sort", fields, opts)
+  return ds -- not a tail call (caller() walks the stack)
+end
+
+-- local_top(n, {by, desc}): the top n rows of each shard.
+function Dataset:local_top(n, opts)
+  local ds = top_step(self, STEP.local_top, "local_top", n, opts)
+  return ds
+end
+
+-- limit(n): the first n rows, in shard order.
+function Dataset:limit(n)
+  if type(n) ~= "number" then argerror("limit", "a row count (number)", type(n)) end
+  check_count("limit", "n", n, 0)
+  local ds = add_step(self.flow, STEP.limit, self.id, "limit", caller())
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.n, n)
+  return ds
+end
+
+-- hint{bytes, rows}: the expected size of this dataset, for planning (a
+-- join broadcasts a side hinted under 64 MB).
+function Dataset:hint(h)
+  if type(h) ~= "table" then argerror("hint", "a table {bytes = ..., rows = ...}", type(h)) end
+  local bytes = check_count("hint", "bytes", h.bytes, 0)
+  local rows = check_count("hint", "rows", h.rows, 0)
+  if bytes then C.gl_plan_set_int(self.flow.plan, self.id, PARAM.hint_bytes, bytes) end
+  if rows then C.gl_plan_set_int(self.flow.plan, self.id, PARAM.hint_rows, rows) end
+  return self
+end
+
+-- Wide steps -----------------------------------------------------------------
 
 -- reduce_by_key(f, {key, shards}): for rows (key, v1..vn), f(a1..an,
 -- b1..bn) returns the n combined values. Rows out: key fields, then values.
@@ -265,27 +397,103 @@ end
 
 -- sort_by(fields, {desc, shards}): one order over all shards.
 function Dataset:sort_by(fields, opts)
-  if type(fields) == "table" and fields[1] == nil and opts == nil then fields, opts = nil, fields end
-  opts = check_opts("sort_by", opts)
-  fields = fields_of("sort_by", fields, { 1 })
-  local ds = add_step(self.flow, STEP.sort_by, self.id, "sort_by", caller())
-  set_key(ds, fields)
-  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc and 1 or 0)
-  set_shards(ds, "sort_by", opts)
+  local ds, o = sort_step(self, STEP.sort_by, "sort_by", fields, opts)
+  set_shards(ds, "sort_by", o)
   return ds
 end
 
 -- top(n, {by, desc}): the n rows with the largest field `by` (smallest
 -- with desc = false), in order.
 function Dataset:top(n, opts)
-  if type(n) ~= "number" then argerror("top", "a row count (number)", type(n)) end
-  check_count("top", "n", n, 0)
-  opts = check_opts("top", opts)
-  local by = fields_of("top", opts.by, { 1 })
-  local ds = add_step(self.flow, STEP.top, self.id, "top", caller())
-  set_key(ds, by)
-  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.n, n)
-  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.desc, opts.desc == false and 0 or 1)
+  local ds = top_step(self, STEP.top, "top", n, opts)
+  return ds
+end
+
+-- partition(n, {key}): n shards by the hash of the key.
+function Dataset:partition(n, opts)
+  if type(n) ~= "number" then argerror("partition", "a shard count (number)", type(n)) end
+  check_count("partition", "n", n, 1)
+  opts = check_opts("partition", opts)
+  local ds = add_step(self.flow, STEP.partition, self.id, "partition", caller())
+  set_key(ds, fields_of("partition", opts.key, { 1 }))
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.shards, n)
+  return ds
+end
+
+-- distinct({key, shards}): the first row of each key (default: the whole
+-- row), in no particular order.
+function Dataset:distinct(opts)
+  opts = check_opts("distinct", opts)
+  local ds = add_step(self.flow, STEP.distinct, self.id, "distinct", caller())
+  if opts.key then
+    set_key(ds, fields_of("distinct", opts.key))
+  else
+    C.gl_plan_set_key(self.flow.plan, ds.id, nil, core.key_row)
+  end
+  set_shards(ds, "distinct", opts)
+  return ds
+end
+
+-- group_by_key({key, shards}): one row per key: the key fields, then an
+-- array with the rest of each of its rows (a rest of one field is that
+-- value, of several an array of them).
+function Dataset:group_by_key(opts)
+  opts = check_opts("group_by_key", opts)
+  local ds = add_step(self.flow, STEP.group_by_key, self.id, "group_by_key", caller())
+  set_key(ds, fields_of("group_by_key", opts.key, { 1 }))
+  set_shards(ds, "group_by_key", opts)
+  return ds
+end
+
+local function check_dataset(method, other)
+  if getmetatable(other) ~= Dataset then argerror(method, "a dataset", type(other)) end
+  return other
+end
+
+local function two_inputs(self, other, kind, method, opts)
+  check_dataset(method, other)
+  opts = check_opts(method, opts)
+  local ds = add_step(self.flow, kind, self.id, method, caller())
+  if other.flow ~= self.flow then
+    usererror(method .. ": both datasets must belong to the same flow")
+  end
+  C.gl_plan_add_input(self.flow.plan, ds.id, other.id)
+  set_key(ds, fields_of(method, opts.key, { 1 }))
+  set_shards(ds, method, opts)
+  return ds, opts
+end
+
+-- join(other, {how, key, shards}): rows with equal keys meet: the key
+-- fields, then the left row's other fields, then the right row's; a
+-- missing side (left, right, outer) gives nils. how: "inner" (default),
+-- "left", "right", "outer".
+function Dataset:join(other, opts)
+  local ds, o = two_inputs(self, other, STEP.join, "join", opts)
+  local how = o.how or "inner"
+  if HOW[how] == nil then usererror('join: how must be "inner", "left", "right" or "outer"') end
+  C.gl_plan_set_int(self.flow.plan, ds.id, PARAM.how, HOW[how])
+  return ds
+end
+
+-- cogroup(other, {key, shards}): one row per key: the key fields, then an
+-- array of the left rows' rests, then an array of the right rows' rests.
+function Dataset:cogroup(other, opts)
+  local ds = two_inputs(self, other, STEP.cogroup, "cogroup", opts)
+  return ds
+end
+
+-- union(other, ...): the rows of all, shard lists one after another (no shuffle).
+function Dataset:union(...)
+  local ds = add_step(self.flow, STEP.union, self.id, "union", caller())
+  local n = select("#", ...)
+  if n == 0 then argerror("union", "one or more datasets", "none") end
+  for i = 1, n do
+    local other = check_dataset("union", (select(i, ...)))
+    if other.flow ~= self.flow then usererror("union: all datasets must belong to the same flow") end
+    if C.gl_plan_add_input(self.flow.plan, ds.id, other.id) ~= 0 then
+      usererror("union: too many inputs")
+    end
+  end
   return ds
 end
 
@@ -298,9 +506,13 @@ local function execute(ds, opts)
   local e = get_engine(opts.workers)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
-  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, nil, out, err)
+  local stats = ffi.new("gl_stats")
+  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, nil, out, stats, err)
   if rc ~= 0 then error(ffi.string(err.msg), 0) end
-  return ffi.gc(out[0], C.gl_output_free)
+  if stats.skipped > 0 then
+    io.stderr:write(string.format("gleam: warning: skipped %d malformed input lines\n", tonumber(stats.skipped)))
+  end
+  return ffi.gc(out[0], C.gl_output_free), stats
 end
 
 -- Calls fn(row) for each row of the output, in shard order.
@@ -388,14 +600,16 @@ end
 function Dataset:collect(opts)
   check_opts("collect", opts)
   local rows = {}
-  each_row(execute(self, opts), function(r) rows[#rows + 1] = r end)
+  local out = execute(self, opts)
+  each_row(out, function(r) rows[#rows + 1] = r end)
   return rows
 end
 
 -- count(): the number of rows.
 function Dataset:count(opts)
   check_opts("count", opts)
-  return tonumber(C.gl_output_rows(execute(self, opts)))
+  local out = execute(self, opts)
+  return tonumber(C.gl_output_rows(out))
 end
 
 -- Sinks that were made but never run, for the CLI to warn about.
@@ -404,6 +618,46 @@ function gleam.unrun()
   for d in pairs(pending) do list[#list + 1] = d.step .. " at " .. d.where end
   table.sort(list)
   return list
+end
+
+-- save(path, {format, single, overwrite}): writes the rows under
+-- directory `path` as one file per shard (part-00000.tsv, ...), or as the
+-- one file `path` with single = true. format: "tsv" (default), "csv",
+-- "msgpack" (read back exactly by flow:msgpack). Files are written under a
+-- temporary name and moved into place only when the whole run succeeded.
+-- Runs now; returns the path.
+function Dataset:save(path, opts)
+  if type(path) ~= "string" or path == "" then argerror("save", "a path (string)", type(path)) end
+  opts = check_opts("save", opts)
+  local format = opts.format or "tsv"
+  if FORMAT[format] == nil then usererror('save: format must be "tsv", "csv" or "msgpack"') end
+  path = path:gsub("/+$", "")
+  local exists = ffi.C.access(path, 0) == 0
+  if exists then
+    if not opts.overwrite then usererror("save: '" .. path .. "' exists (use overwrite = true)") end
+  end
+  local tmp = string.format("%s.gleam-tmp-%d-%d", path, ffi.C.getpid(), os.time())
+  local ds = add_step(self.flow, STEP.save, self.id, "save", caller())
+  local plan = self.flow.plan
+  C.gl_plan_set_str(plan, ds.id, SPARAM.path, tmp)
+  C.gl_plan_set_int(plan, ds.id, PARAM.format, FORMAT[format])
+  C.gl_plan_set_int(plan, ds.id, PARAM.single, opts.single and 1 or 0)
+  local err = ffi.new("gl_err")
+  local ok, msg = pcall(execute, ds, { workers = opts.workers })
+  if not ok then
+    C.gl_save_remove(tmp, err)
+    error(msg, 0)
+  end
+  if exists and C.gl_save_remove(path, err) ~= 0 then
+    C.gl_save_remove(tmp, err)
+    usererror("save: " .. ffi.string(err.msg))
+  end
+  local renamed, rerr = os.rename(tmp, path)
+  if not renamed then
+    C.gl_save_remove(tmp, err)
+    usererror("save: cannot move the output into place: " .. tostring(rerr))
+  end
+  return path
 end
 
 function Dataset:__tostring()

@@ -54,6 +54,11 @@ local function wrap(kind, f, nxt, name)
     return function(...) return nxt(f(...)) end
   elseif kind == "filter" then
     return function(...) if f(...) then return nxt(...) end end
+  elseif kind == "foreach" then
+    return function(...)
+      f(...)
+      return nxt(...)
+    end
   elseif kind == "flatmap" then
     return function(...)
       local r, s, c = f(...)

@@ -1,0 +1,136 @@
+/* group.c: per-key row lists over the aggregation table (see group.h). */
+#include "group.h"
+
+#include "mpk.h"
+
+#include <stdlib.h>
+
+typedef struct entry {
+    size_t off;
+    uint32_t len;
+    uint32_t next;
+} entry;
+
+typedef struct list {
+    uint32_t head, tail, n;
+} list;
+
+struct gl_groups {
+    gl_agg *table;
+    gl_keyspec key;
+    uint32_t sides;
+    gl_buf arena;
+    entry *e;
+    uint32_t ne, cape;
+    list *l;       /* [slot * sides + side] */
+    uint32_t capl; /* in slots */
+};
+
+gl_groups *gl_groups_new(const gl_keyspec *key, uint32_t sides)
+{
+    gl_groups *g = calloc(1, sizeof *g);
+    if (!g || !(g->table = gl_agg_new(key))) {
+        free(g);
+        return NULL;
+    }
+    g->key = *key;
+    g->sides = sides;
+    return g;
+}
+
+void gl_groups_free(gl_groups *g)
+{
+    if (!g)
+        return;
+    gl_agg_free(g->table);
+    gl_buf_free(&g->arena);
+    free(g->e);
+    free(g->l);
+    free(g);
+}
+
+int64_t gl_groups_add_row(gl_groups *g, uint32_t side, const uint8_t *row, size_t len)
+{
+    int64_t s = gl_agg_slot(g->table, row, len);
+    if (s < 0)
+        return -1;
+    uint32_t slot = (uint32_t)(s >> 1);
+    if (slot >= g->capl) {
+        uint32_t cap = g->capl ? g->capl * 2 : 256;
+        list *l = realloc(g->l, (size_t)cap * g->sides * sizeof *l);
+        if (!l)
+            return -1;
+        for (size_t i = (size_t)g->capl * g->sides; i < (size_t)cap * g->sides; i++)
+            l[i] = (list){GL_GROUP_END, GL_GROUP_END, 0};
+        g->l = l;
+        g->capl = cap;
+    }
+    if (g->ne == g->cape) {
+        uint32_t cap = g->cape ? g->cape * 2 : 1024;
+        entry *e = realloc(g->e, cap * sizeof *e);
+        if (!e)
+            return -1;
+        g->e = e;
+        g->cape = cap;
+    }
+    size_t off = g->arena.len;
+    if (gl_buf_append(&g->arena, row, len))
+        return -1;
+    uint32_t id = g->ne++;
+    g->e[id] = (entry){off, (uint32_t)len, GL_GROUP_END};
+    list *l = &g->l[(size_t)slot * g->sides + side];
+    if (l->tail == GL_GROUP_END)
+        l->head = id;
+    else
+        g->e[l->tail].next = id;
+    l->tail = id;
+    l->n++;
+    return slot;
+}
+
+int gl_groups_add(gl_groups *g, uint32_t side, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    const uint8_t *p = rows, *end = rows + len;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = p;
+        p = gl_row_end(p, end);
+        if (gl_groups_add_row(g, side, row, (size_t)(p - row)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+uint32_t gl_groups_slots(const gl_groups *g) { return gl_agg_count(g->table); }
+gl_agg *gl_groups_table(gl_groups *g) { return g->table; }
+
+uint32_t gl_groups_first(const gl_groups *g, uint32_t slot, uint32_t side)
+{
+    return slot < g->capl ? g->l[(size_t)slot * g->sides + side].head : GL_GROUP_END;
+}
+
+uint32_t gl_groups_next(const gl_groups *g, uint32_t entry) { return g->e[entry].next; }
+
+const uint8_t *gl_groups_row(const gl_groups *g, uint32_t entry, size_t *len)
+{
+    *len = g->e[entry].len;
+    return g->arena.data + g->e[entry].off;
+}
+
+uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side)
+{
+    return slot < g->capl ? g->l[(size_t)slot * g->sides + side].n : 0;
+}
+
+int gl_groups_put_rests(gl_buf *out, const gl_groups *g, uint32_t slot, uint32_t side)
+{
+    if (gl_mpk_put_array(out, gl_groups_size(g, slot, side)))
+        return -1;
+    for (uint32_t e = gl_groups_first(g, slot, side); e != GL_GROUP_END; e = gl_groups_next(g, e)) {
+        size_t len;
+        const uint8_t *row = gl_groups_row(g, e, &len);
+        uint32_t n = gl_row_rest_count(row, row + len, &g->key);
+        if ((n != 1 && gl_mpk_put_array(out, n)) || gl_row_rest_put(out, row, row + len, &g->key))
+            return -1;
+    }
+    return 0;
+}
