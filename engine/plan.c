@@ -19,6 +19,7 @@ static void step_free(gl_step *s)
     free(s->where);
     free(s->cmd);
     free(s->path);
+    free(s->coltypes);
     gl_buf_free(&s->fn);
     gl_buf_free(&s->rows);
     for (uint32_t i = 0; i < s->npaths; i++)
@@ -142,12 +143,14 @@ int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v)
 int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v)
 {
     gl_step *s = get(p, id);
-    if (!s || !v || (sparam != GL_S_CMD && sparam != GL_S_PATH))
+    if (!s || !v || sparam < GL_S_CMD || sparam > GL_S_TYPES)
+        return GL_EINVAL;
+    if (sparam == GL_S_TYPES && v[strspn(v, "sina")])
         return GL_EINVAL;
     char *copy = strdup(v);
     if (!copy)
         return GL_ENOMEM;
-    char **slot = sparam == GL_S_CMD ? &s->cmd : &s->path;
+    char **slot = sparam == GL_S_CMD ? &s->cmd : sparam == GL_S_PATH ? &s->path : &s->coltypes;
     free(*slot);
     *slot = copy;
     return 0;
@@ -364,7 +367,21 @@ static int plan_union(planner *pl, const gl_step *s, uint32_t *sid)
     return 0;
 }
 
-static bool small(const gl_step *s) { return s->hint_bytes > 0 && (uint64_t)s->hint_bytes <= GL_BROADCAST_BYTES; }
+/* A side is small when hinted so, or when it is rows handed over by the
+ * driver (through narrow steps that do not multiply rows) under the bound. */
+static bool small(const gl_plan *p, const gl_step *s)
+{
+    for (; s; s = gl_plan_get(p, s->input)) {
+        if (s->hint_bytes > 0)
+            return (uint64_t)s->hint_bytes <= GL_BROADCAST_BYTES;
+        if (s->kind == GL_STEP_ROWS)
+            return s->rows.len <= GL_BROADCAST_BYTES;
+        if (s->kind != GL_STEP_MAP && s->kind != GL_STEP_FILTER && s->kind != GL_STEP_SELECT &&
+            s->kind != GL_STEP_FOREACH)
+            return false;
+    }
+    return false;
+}
 
 /* join and cogroup. Both sides are hash partitioned by the key into the
  * same number of shards and met shard by shard; or, for an inner or left
@@ -377,8 +394,8 @@ static int plan_join(planner *pl, int id, const gl_step *s, uint32_t *sid)
     if (!left || !right || s->ninputs != 1)
         return gl_err_set(pl->err, GL_EINVAL, "%s (%s): needs two inputs", s->name, s->where);
     enum gl_join_how how = s->kind == GL_STEP_COGROUP ? GL_JOIN_COGROUP : (enum gl_join_how)s->how;
-    bool bright = small(right) && (how == GL_JOIN_INNER || how == GL_JOIN_LEFT);
-    bool bleft = !bright && small(left) && (how == GL_JOIN_INNER || how == GL_JOIN_RIGHT);
+    bool bright = small(pl->p, right) && (how == GL_JOIN_INNER || how == GL_JOIN_LEFT);
+    bool bleft = !bright && small(pl->p, left) && (how == GL_JOIN_INNER || how == GL_JOIN_RIGHT);
     int rc;
     if (bright || bleft) {
         uint32_t side;

@@ -64,7 +64,7 @@ enum gl_param {
 };
 
 /* String parameters of a step (gl_plan_set_str). */
-enum gl_sparam { GL_S_CMD, GL_S_PATH };
+enum gl_sparam { GL_S_CMD, GL_S_PATH, GL_S_TYPES };
 
 enum gl_join_how { GL_JOIN_INNER, GL_JOIN_LEFT, GL_JOIN_RIGHT, GL_JOIN_OUTER, GL_JOIN_COGROUP };
 enum gl_format { GL_FMT_TSV, GL_FMT_CSV, GL_FMT_MSGPACK };
@@ -157,6 +157,7 @@ typedef struct gl_step {
     bool desc;
     int64_t how, header, sep, types, skip_bad, format, single, hint_bytes, hint_rows;
     char *cmd, *path;
+    char *coltypes;           /* csv: a type letter per column (source_csv.c) */
     int inputs[GL_INPUTS_MAX]; /* UNION, JOIN, COGROUP: inputs after `input` */
     uint32_t ninputs;
     char **paths;

@@ -20,6 +20,13 @@
  * like zip codes keep their zeros; "inf", "nan", hex and padded numbers
  * stay strings; a quoted field is always a string.
  *
+ * Declared types (a letter per column, from types = {"integer", ...}):
+ * 's' string; 'i' integer (leading zeros allowed, an empty unquoted field
+ * nil); 'n' number (an integer if integral, else a double); 'a' auto as
+ * above. A field that is not what its column declares makes the record
+ * malformed; columns past the list are strings. Numbers are read in the C
+ * locale whatever the process's locale is.
+ *
  * Invariants: the parser is a state machine fed one chunk at a time, so a
  * record may span chunks and memory is one chunk plus the current record
  * (field bytes unescaped into one buffer, reused) plus one batch. Line
@@ -29,6 +36,7 @@
  * seeking back (lseek, or gzseek which re-inflates) when the record had
  * already run past it. Each file is one piece (gl_text_whole_file); ".gz"
  * files are read through zlib. */
+#define _GNU_SOURCE /* strtod_l */
 #include "mpk.h"
 #include "plan.h"
 #include "infile.h"
@@ -37,6 +45,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <locale.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +80,8 @@ typedef struct csv {
     const char *who, *path;
     uint8_t sep;
     bool types, skip_bad, header;
+    const char *coltypes; /* declared column types, or NULL */
+    size_t ncoltypes;
     enum state state;
     bool cr_quoted;      /* S_CR after a closing quote: only LF may follow */
     gl_buf fbuf;         /* the current record's fields, unescaped, back to back */
@@ -194,25 +207,99 @@ static bool decimal_form(const uint8_t *p, size_t n)
     return i == n;
 }
 
-static int put_field(csv *c, const field *fd)
+static int put_auto(csv *c, const field *fd, bool detect);
+
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static void make_c_locale(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+/* strtod in the C locale over exactly n bytes (p[n] must be writable: the
+ * byte after a field always is, room for it was reserved when the record
+ * ended). Returns false unless all n bytes are a finite number. */
+static bool as_double(uint8_t *p, size_t n, double *out)
+{
+    pthread_once(&c_locale_once, make_c_locale);
+    uint8_t saved = p[n];
+    p[n] = 0;
+    char *end;
+    double d = c_locale ? strtod_l((const char *)p, &end, c_locale) : strtod((const char *)p, &end);
+    p[n] = saved;
+    *out = d;
+    return n && end == (char *)p + n && isfinite(d);
+}
+
+/* An integer with any number of leading zeros (a declared integer column). */
+static bool as_int_lenient(const uint8_t *p, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    if (n && (p[0] == '-' || p[0] == '+'))
+        i = 1;
+    size_t z = i;
+    while (z + 1 < n && p[z] == '0')
+        z++;
+    if (z == i)
+        return as_int(p, n, out);
+    uint8_t tmp[24];
+    if (n - z > 19)
+        return false;
+    size_t m = 0;
+    if (i)
+        tmp[m++] = p[0];
+    memcpy(tmp + m, p + z, n - z);
+    return as_int(tmp, m + n - z, out);
+}
+
+/* Checks field i of the record against its declared type: 0 ok, or a
+ * message naming what is wrong in what (size 96). */
+static int check_type(csv *c, uint32_t i, const field *fd, char *what)
+{
+    char t = i < c->ncoltypes ? c->coltypes[i] : 's';
+    if (t != 'i' && t != 'n')
+        return 0;
+    if (!fd->len && !fd->quoted)
+        return 0; /* nil */
+    uint8_t *p = c->fbuf.data + fd->off;
+    int64_t iv;
+    double d;
+    if (t == 'i' ? as_int_lenient(p, fd->len, &iv) : (as_int_lenient(p, fd->len, &iv) || as_double(p, fd->len, &d)))
+        return 0;
+    snprintf(what, 96, "field %u is not %s: '%.*s'", i + 1, t == 'i' ? "an integer" : "a number",
+             fd->len > 40 ? 40 : (int)fd->len, (const char *)p);
+    return -1;
+}
+
+static int put_field(csv *c, uint32_t i, const field *fd)
+{
+    char t = c->coltypes ? (i < c->ncoltypes ? c->coltypes[i] : 's') : 0;
+    if (t == 'i' || t == 'n') {
+        uint8_t *p = c->fbuf.data + fd->off;
+        int64_t iv;
+        double d;
+        if (!fd->len && !fd->quoted)
+            return gl_mpk_put_nil(&c->batch);
+        if (as_int_lenient(p, fd->len, &iv))
+            return gl_mpk_put_int(&c->batch, iv);
+        if (as_double(p, fd->len, &d))
+            return gl_mpk_put_number(&c->batch, d);
+        return gl_mpk_put_str(&c->batch, p, fd->len); /* check_type ruled this out */
+    }
+    if (t == 's')
+        return gl_mpk_put_str(&c->batch, c->fbuf.data + fd->off, fd->len);
+    return put_auto(c, fd, t == 'a' || (!t && c->types));
+}
+
+static int put_auto(csv *c, const field *fd, bool detect)
 {
     uint8_t *p = c->fbuf.data + fd->off;
-    if (c->types && !fd->quoted) {
+    if (detect && !fd->quoted) {
         int64_t iv;
         if (!fd->len)
             return gl_mpk_put_nil(&c->batch);
         if (as_int(p, fd->len, &iv))
             return gl_mpk_put_int(&c->batch, iv);
-        if (decimal_form(p, fd->len)) {
-            /* strtod wants a terminator: borrow the byte after the field
-             * (room for it was reserved when the record ended). */
-            uint8_t saved = p[fd->len];
-            p[fd->len] = 0;
-            double d = strtod((const char *)p, NULL);
-            p[fd->len] = saved;
-            if (isfinite(d))
-                return gl_mpk_put_number(&c->batch, d);
-        }
+        double d;
+        if (decimal_form(p, fd->len) && as_double(p, fd->len, &d))
+            return gl_mpk_put_number(&c->batch, d);
     }
     return gl_mpk_put_str(&c->batch, p, fd->len);
 }
@@ -231,10 +318,23 @@ static int end_record(csv *c)
     if (!empty && c->header) {
         c->header = false;
     } else if (!empty) {
-        if (gl_buf_reserve(&c->fbuf, 1) || gl_mpk_put_array(&c->batch, c->nf))
+        if (gl_buf_reserve(&c->fbuf, 1))
+            return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
+        char what[96];
+        for (uint32_t i = 0; c->coltypes && i < c->nf; i++) {
+            if (!check_type(c, i, &c->f[i], what))
+                continue;
+            /* The record has ended: skipping it drops nothing after it. */
+            if (!c->skip_bad)
+                return gl_err_set(c->err, GL_EINVAL, "%s: %s:%" PRIu64 ": %s", c->who, c->path, c->rec_line, what);
+            (*c->skipped)++;
+            rec_reset(c);
+            return 0;
+        }
+        if (gl_mpk_put_array(&c->batch, c->nf))
             return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
         for (uint32_t i = 0; i < c->nf; i++)
-            if (put_field(c, &c->f[i]))
+            if (put_field(c, i, &c->f[i]))
                 return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
         c->nrows++;
         if (c->batch.len >= GL_BATCH_BYTES) {
@@ -406,6 +506,8 @@ int gl_csv_read(const gl_stage *st, const gl_step *s, uint32_t task, gl_emit_fn 
         .who = s->name && !strcmp(s->name, "tsv") ? "tsv" : "csv",
         .sep = (uint8_t)s->sep,
         .types = s->types == 1,
+        .coltypes = s->coltypes,
+        .ncoltypes = s->coltypes ? strlen(s->coltypes) : 0,
         .skip_bad = s->skip_bad != 0,
         .skipped = skipped ? skipped : &dummy,
         .emit = emit,

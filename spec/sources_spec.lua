@@ -295,3 +295,42 @@ describe("csv against sqlite3 .import", function()
     h.assert_rows(oracle, gleam.flow():csv(gzip(path, path .. ".gz")):collect())
   end)
 end)
+
+describe("csv with declared column types", function()
+  it("converts each column as declared, strings past the list", function()
+    local dir = h.tmpdir()
+    local path = h.write_file(dir .. "/typed.csv", table.concat {
+      "id,zip,amount,name,extra\n",
+      '007,007,1.5,"x",9\n',
+      '"12",010,2,7,\n',
+      "3,,,z,1e2\n",
+      "-0004,1,-0.25e1,w,x\n",
+    })
+    local expected = {
+      row(7, "007", 1.5, "x", "9"),
+      row(12, "010", 2, 7, ""),
+      row(3, "", nil, "z", "1e2"),
+      row(-4, "1", -2.5, "w", "x"),
+    }
+    check(function(o)
+      return gleam.flow():csv(path, with(o, { header = true, types = { "integer", "string", "number", "auto" } }))
+    end, expected, true)
+  end)
+
+  it("fails on a field that is not its declared type, naming file, line and field", function()
+    local dir = h.tmpdir()
+    local path = h.write_file(dir .. "/bad.csv", "1,a\n2,b\nx3,c\n4,d\n")
+    local ok, err = pcall(function()
+      return gleam.flow():csv(path, { types = { "integer" } }):count()
+    end)
+    assert.is_false(ok)
+    assert.are.equal("csv: " .. path .. ":3: field 1 is not an integer: 'x3'", err)
+    assert.are.equal(3, gleam.flow():csv(path, { types = { "number" }, on_error = "skip" }):count())
+  end)
+
+  it("refuses an unknown type name at the call", function()
+    local ok, err = pcall(function() return gleam.flow():csv("x.csv", { types = { "int" } }) end)
+    assert.is_false(ok)
+    assert.truthy(err:find('types%[1%] must be "string", "integer", "number" or "auto"'), err)
+  end)
+end)

@@ -77,7 +77,7 @@ return {
     shards = 0, n = 1, from = 2, to = 3, desc = 4, how = 5, header = 6, sep = 7, types = 8,
     skip_bad = 9, format = 10, single = 11, hint_bytes = 12, hint_rows = 13,
   },
-  sparam = { cmd = 0, path = 1 },
+  sparam = { cmd = 0, path = 1, types = 2 },
   how = { inner = 0, left = 1, right = 2, outer = 3 },
   format = { tsv = 0, csv = 1, msgpack = 2 },
   key_row = 0xffffffff,

@@ -193,6 +193,8 @@ local function add_paths(ds, method, paths)
   end
 end
 
+local COLTYPE = { string = "s", integer = "i", number = "n", auto = "a" }
+
 local function csv_source(flow, method, paths, opts, sep)
   opts = check_opts(method, opts)
   local ds = add_step(flow, STEP.csv, -1, method, caller())
@@ -204,10 +206,21 @@ local function csv_source(flow, method, paths, opts, sep)
   end
   C.gl_plan_set_int(plan, id, PARAM.sep, sep:byte())
   C.gl_plan_set_int(plan, id, PARAM.header, opts.header and 1 or 0)
-  if opts.types ~= nil and opts.types ~= "auto" and opts.types ~= "string" then
-    usererror(method .. ": types must be \"auto\" or \"string\"")
+  local types = opts.types
+  if type(types) == "table" then
+    -- One declared type per column; columns past the list are strings.
+    local letters = {}
+    for i, t in ipairs(types) do
+      letters[i] = COLTYPE[t]
+      if not letters[i] then
+        usererror(method .. ': types[' .. i .. '] must be "string", "integer", "number" or "auto"')
+      end
+    end
+    C.gl_plan_set_str(plan, id, SPARAM.types, table.concat(letters))
+  elseif types ~= nil and types ~= "auto" and types ~= "string" then
+    usererror(method .. ': types must be "auto", "string" or a list of column types')
   end
-  C.gl_plan_set_int(plan, id, PARAM.types, opts.types == "auto" and 1 or 0)
+  C.gl_plan_set_int(plan, id, PARAM.types, types == "auto" and 1 or 0)
   if opts.on_error ~= nil and opts.on_error ~= "skip" and opts.on_error ~= "fail" then
     usererror(method .. ": on_error must be \"skip\" or \"fail\"")
   end
@@ -218,7 +231,8 @@ end
 
 -- csv(paths, {header, sep, types, on_error, shards}): one row per record
 -- (RFC 4180 quoting); fields are strings, or numbers where they look like
--- numbers with types = "auto". A malformed line fails the run naming file
+-- numbers with types = "auto", or as declared per column with types =
+-- {"string", "integer", "number", "auto", ...}. A malformed line fails the run naming file
 -- and line, or is skipped and counted with on_error = "skip".
 function Flow:csv(paths, opts) return csv_source(self, "csv", paths, opts, ",") end
 
