@@ -20,6 +20,7 @@ static void step_free(gl_step *s)
     free(s->cmd);
     free(s->path);
     free(s->coltypes);
+    free(s->cfn);
     gl_buf_free(&s->fn);
     gl_buf_free(&s->rows);
     for (uint32_t i = 0; i < s->npaths; i++)
@@ -93,6 +94,19 @@ int gl_plan_set_builtin(gl_plan *p, int id, int builtin)
     if (!s || builtin < GL_FN_NONE || builtin > GL_FN_COUNT)
         return GL_EINVAL;
     s->builtin = builtin;
+    return 0;
+}
+
+int gl_plan_set_cfn(gl_plan *p, int id, const char *name)
+{
+    gl_step *s = get(p, id);
+    if (!s || !name)
+        return GL_EINVAL;
+    char *copy = strdup(name);
+    if (!copy)
+        return GL_ENOMEM;
+    free(s->cfn);
+    s->cfn = copy;
     return 0;
 }
 
@@ -312,6 +326,10 @@ static int plan_narrow(planner *pl, int id, const gl_step *s, uint32_t sid)
         op.key = s->key;
         return add_op(pl, sid, op);
     }
+    if (s->cfn && (s->kind == GL_STEP_MAP || s->kind == GL_STEP_FLATMAP || s->kind == GL_STEP_FILTER)) {
+        op.kind = GL_OP_CFN;
+        return add_op(pl, sid, op);
+    }
     if (s->kind == GL_STEP_FLATMAP && s->builtin == GL_FN_WORDS) {
         op.kind = GL_OP_WORDS;
         return add_op(pl, sid, op);
@@ -487,7 +505,10 @@ static int plan_ds(planner *pl, int id, uint32_t *sid)
         bool bykey = s->kind == GL_STEP_REDUCE_BY_KEY;
         gl_opdesc op = {.kind = GL_OP_AGG, .step = id};
         op.key = bykey ? s->key : (gl_keyspec){0};
-        op.mode = s->builtin == GL_FN_SUM ? GL_AGG_SUM : s->builtin == GL_FN_COUNT ? GL_AGG_COUNT : GL_AGG_LUA;
+        op.mode = s->cfn                     ? GL_AGG_CFN
+                  : s->builtin == GL_FN_SUM   ? GL_AGG_SUM
+                  : s->builtin == GL_FN_COUNT ? GL_AGG_COUNT
+                                              : GL_AGG_LUA;
         if ((rc = add_op(pl, *sid, op)))
             return rc;
         /* Combined rows lead with their key fields. */

@@ -82,8 +82,9 @@ enum gl_op_kind {
     GL_OP_PIPE,       /* rows through a shell command */
     GL_OP_PIPE_ARGS,  /* a shell command per row */
     GL_OP_SAVE,       /* rows written to files */
+    GL_OP_CFN,        /* a host C mapper (gleam_register_mapper) */
 };
-enum gl_agg_mode { GL_AGG_LUA, GL_AGG_SUM, GL_AGG_COUNT };
+enum gl_agg_mode { GL_AGG_LUA, GL_AGG_SUM, GL_AGG_COUNT, GL_AGG_CFN };
 enum gl_src_kind {
     GL_SRC_TEXT, GL_SRC_RANGE, GL_SRC_ROWS, GL_SRC_STAGE,
     GL_SRC_CSV, GL_SRC_MSGPACK,
@@ -158,6 +159,7 @@ typedef struct gl_step {
     int64_t how, header, sep, types, skip_bad, format, single, hint_bytes, hint_rows;
     char *cmd, *path;
     char *coltypes;           /* csv: a type letter per column (source_csv.c) */
+    char *cfn;                /* a host function's name (cfn.h) */
     int inputs[GL_INPUTS_MAX]; /* UNION, JOIN, COGROUP: inputs after `input` */
     uint32_t ninputs;
     char **paths;
@@ -175,6 +177,8 @@ void gl_plan_free(gl_plan *p);
 int gl_plan_step(gl_plan *p, int kind, int input, const char *name, const char *where);
 int gl_plan_set_fn(gl_plan *p, int id, const uint8_t *blob, size_t len);
 int gl_plan_set_builtin(gl_plan *p, int id, int builtin);
+/* Makes the step run the registered host function `name`. */
+int gl_plan_set_cfn(gl_plan *p, int id, const char *name);
 int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n);
 int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v);
 int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v);

@@ -222,7 +222,12 @@ int gl_task_run(gl_task *t)
         case GL_OP_LUA: rc = gl_op_lua_init(op); break;
         case GL_OP_WORDS: rc = gl_op_words_init(op); break;
         case GL_OP_SELECT: rc = gl_op_select_init(op); break;
-        case GL_OP_AGG: rc = op->d->mode == GL_AGG_LUA ? gl_op_lua_init(op) : gl_op_agg_init(op); break;
+        case GL_OP_AGG:
+            rc = op->d->mode == GL_AGG_LUA   ? gl_op_lua_init(op)
+                 : op->d->mode == GL_AGG_CFN ? gl_op_cfn_init(op)
+                                             : gl_op_agg_init(op);
+            break;
+        case GL_OP_CFN: rc = gl_op_cfn_init(op); break;
         case GL_OP_SORT:
         case GL_OP_TOP: rc = gl_op_sort_init(op); break;
         case GL_OP_LIMIT: rc = gl_op_limit_init(op); break;

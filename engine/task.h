@@ -83,6 +83,7 @@ int gl_op_group_init(gl_opr *op);   /* op_group.c: GL_OP_GROUP, GL_OP_DISTINCT *
 int gl_op_join_init(gl_opr *op);    /* op_join.c: GL_OP_COGROUP, GL_OP_BCAST_JOIN */
 int gl_op_pipe_init(gl_opr *op);    /* op_pipe.c: GL_OP_PIPE, GL_OP_PIPE_ARGS */
 int gl_op_save_init(gl_opr *op);    /* op_save.c */
+int gl_op_cfn_init(gl_opr *op);     /* cfn.c: GL_OP_CFN, and GL_OP_AGG with a host reducer */
 
 /* op_save.c: removes a file or directory tree without following symlinks;
  * a missing path is success. 0, or GL_EIO with the path in err. */

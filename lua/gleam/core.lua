@@ -45,6 +45,8 @@ const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);
 uint32_t gl_agg_count(const gl_agg *a);
 
 const char *gleam_version(void);
+int gl_cfn_kind(const char *name);
+int gl_plan_set_cfn(gl_plan *p, int id, const char *name);
 ]]
 
 local function in_process()

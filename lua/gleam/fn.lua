@@ -35,7 +35,25 @@ end)
 M.count = builtin("count", function() return 1 end)
 
 function M.is_builtin(v)
-  return type(v) == "table" and type(v.builtin) == "string" and M[v.builtin] == v
+  return type(v) == "table" and type(v.builtin) == "string" and rawget(M, v.builtin) == v
 end
+
+-- Functions a C host registered (gleam_register_mapper/_reducer in
+-- gleam.h) appear as gleam.fn.<name>; they run only inside the engine.
+local cfn_kinds = { "mapper", "reducer" }
+setmetatable(M, {
+  __index = function(t, name)
+    if type(name) ~= "string" then return nil end
+    local C = require("gleam.core").C
+    local kind = cfn_kinds[C.gl_cfn_kind(name)]
+    if not kind then return nil end
+    local f = setmetatable({ builtin = name, cfn = kind }, {
+      __call = function() error("gleam.fn." .. name .. " is a host C " .. kind .. ": it runs only in a flow", 2) end,
+      __tostring = function() return "gleam.fn." .. name end,
+    })
+    rawset(t, name, f)
+    return f
+  end,
+})
 
 return M

@@ -41,6 +41,14 @@ local function caller()
   return "?"
 end
 
+-- Where a step with function f was made: the user's call, or, when a tail
+-- call hid it (`return ds:map(f)`), where f is defined.
+local function caller_of(f)
+  local where = caller()
+  if where == "?" and type(f) == "function" then where = closure.where_of(f) end
+  return where
+end
+
 -- Raises msg at the user's line.
 local function usererror(msg)
   error(caller() .. ": " .. msg, 0)
@@ -278,6 +286,14 @@ end
 -- elsewhere. A Lua function is serialized now, so one that cannot travel
 -- is refused at the user's line.
 local function set_fn(ds, method, f)
+  if gfn.is_builtin(f) and f.cfn then
+    local want = (method == "reduce_by_key" or method == "reduce") and "reducer" or "mapper"
+    if f.cfn ~= want then
+      error(string.format("%s: gleam.fn.%s is a %s, not a %s", method, f.builtin, f.cfn, want), 0)
+    end
+    C.gl_plan_set_cfn(ds.flow.plan, ds.id, f.builtin)
+    return
+  end
   if gfn.is_builtin(f) then
     C.gl_plan_set_builtin(ds.flow.plan, ds.id, BUILTIN[f.builtin])
     return
@@ -294,7 +310,7 @@ end
 
 local function narrow(self, kind, method, f)
   check_fn(method, f)
-  local ds = add_step(self.flow, kind, self.id, method, caller())
+  local ds = add_step(self.flow, kind, self.id, method, caller_of(f))
   local ok, err = pcall(set_fn, ds, method, f)
   if not ok then usererror(err) end
   return ds
@@ -392,7 +408,7 @@ function Dataset:reduce_by_key(f, opts)
   check_fn("reduce_by_key", f)
   opts = check_opts("reduce_by_key", opts)
   local key = fields_of("reduce_by_key", opts.key, { 1 })
-  local ds = add_step(self.flow, STEP.reduce_by_key, self.id, "reduce_by_key", caller())
+  local ds = add_step(self.flow, STEP.reduce_by_key, self.id, "reduce_by_key", caller_of(f))
   local ok, err = pcall(set_fn, ds, "reduce_by_key", f)
   if not ok then usererror(err) end
   set_key(ds, key)
@@ -403,7 +419,7 @@ end
 -- reduce(f): all rows combined into one, as reduce_by_key with no key.
 function Dataset:reduce(f)
   check_fn("reduce", f)
-  local ds = add_step(self.flow, STEP.reduce, self.id, "reduce", caller())
+  local ds = add_step(self.flow, STEP.reduce, self.id, "reduce", caller_of(f))
   local ok, err = pcall(set_fn, ds, "reduce", f)
   if not ok then usererror(err) end
   return ds
@@ -624,6 +640,15 @@ function Dataset:count(opts)
   check_opts("count", opts)
   local out = execute(self, opts)
   return tonumber(C.gl_output_rows(out))
+end
+
+-- For the C API (api.c): runs a dataset and hands its output over as an
+-- address (the caller frees it); anything else gives nil.
+function gleam._output(v)
+  if getmetatable(v) ~= Dataset then return nil end
+  local out = execute(v)
+  ffi.gc(out, nil)
+  return tonumber(ffi.cast("uintptr_t", out))
 end
 
 -- Sinks that were made but never run, for the CLI to warn about.
