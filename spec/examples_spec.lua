@@ -4,10 +4,12 @@ local src = os.getenv("GLEAM_SOURCE_DIR") or "."
 local bin = os.getenv("GLEAM_BIN") or (src .. "/build/gleam")
 
 local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  -- io.popen():close() reports no exit status in LuaJIT: append it.
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo '[exit '$?']'"))
   local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok == true or code == 0
+  p:close()
+  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
+  return body or out, code == "0"
 end
 
 local tmp

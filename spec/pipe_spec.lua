@@ -14,10 +14,12 @@ after_each(h.cleanup)
 
 -- Runs a shell command; returns its stdout and whether it exited 0.
 local function sh(cmd)
-  local p = assert(io.popen(cmd))
+  -- io.popen():close() reports no exit status in LuaJIT: append it.
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo '[exit '$?']'"))
   local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok == true or code == 0
+  p:close()
+  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
+  return body or out, code == "0"
 end
 
 
