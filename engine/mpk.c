@@ -123,10 +123,22 @@ const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end)
 {
     /* Iterative: left[d] counts the values still to skip in the open
      * container at depth d (depth 0: the value itself), so the depth drops
-     * again when a container ends and only real nesting counts. */
+     * again when a container ends and only real nesting counts. The first
+     * header is read before the loop: most values are scalars. */
+    gl_mpk_head h0;
+    const uint8_t *q = gl_mpk_head_read(p, end, &h0);
+    if (!q)
+        return NULL;
+    if ((h0.cls != GL_MPK_ARRAY && h0.cls != GL_MPK_MAP) || !h0.n)
+        return q;
+    uint64_t items0 = h0.cls == GL_MPK_MAP ? 2ull * h0.n : h0.n;
+    if (items0 > (uint64_t)(end - q))
+        return NULL; /* each item takes at least one byte */
     uint64_t left[GL_MPK_MAX_DEPTH + 1];
-    int depth = 0;
-    left[0] = 1;
+    int depth = 1;
+    left[0] = 0;
+    left[1] = items0;
+    p = q;
     while (depth >= 0) {
         if (!left[depth]) {
             depth--;
