@@ -72,3 +72,9 @@ if(VALGRIND AND NOT GLEAM_SANITIZE)
       --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $<TARGET_FILE:test_api>)
   set_tests_properties(valgrind_api PROPERTIES TIMEOUT 900)
 endif()
+
+# The benchmark suite at size tiny: a smoke test that every implementation
+# runs and gives the same answer (bench/run exits 1 on a mismatch).
+add_test(NAME bench_tiny COMMAND ${CMAKE_SOURCE_DIR}/bench/run tiny WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(bench_tiny PROPERTIES ENVIRONMENT "GLEAM_BIN=$<TARGET_FILE:gleam>"
+  LABELS bench TIMEOUT 300)
