@@ -56,7 +56,9 @@ static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
         uint32_t slot = (uint32_t)(s >> 1);
         uint32_t nf;
         const uint8_t *f = gl_row_fields(row, rend, &nf);
-        int32_t nv = op->d->mode == GL_AGG_COUNT ? 1 : (int32_t)nf - (int32_t)k->n;
+        /* Value fields: those not in the key (a key field past the row's
+         * end is a nil key field, not a value). */
+        int32_t nv = op->d->mode == GL_AGG_COUNT ? 1 : (int32_t)gl_row_rest_count(row, rend, k);
         if (a->nv < 0)
             a->nv = nv < 0 ? 0 : nv;
         if (nv != a->nv) {

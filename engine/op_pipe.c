@@ -5,7 +5,9 @@
  * line on its stdin; each line it prints on stdout is one output row.
  * GL_OP_PIPE_ARGS (ds:pipe_as_args(cmd)) runs `/bin/sh -c cmd'` once per
  * row, where cmd' is cmd with $1..$9 and ${N} replaced by the row's fields
- * shell-quoted; its stdin is /dev/null and its stdout lines are rows.
+ * shell-quoted (single quotes: the command gets each field's exact bytes;
+ * a NUL byte cannot be passed and fails the row); its stdin is /dev/null
+ * and its stdout lines are rows.
  *
  * The line format: fields joined by '\t'; a string as its bytes with '\\',
  * '\t', '\n' and '\r' written as \\ \t \n \r; an integer in decimal; a
@@ -439,8 +441,8 @@ static int end_output(gl_opr *op, pipe_st *st)
 
 /* Rows to lines --------------------------------------------------------------- */
 
-/* Appends one value rendered as text: escaped, and single-quoted for the
- * shell if `shell`. Returns 0, -1 out of memory, or a positive reason the
+/* Appends one value rendered as text: escaped for a pipe line, or, if
+ * `shell`, single-quoted and otherwise exact. Returns 0, -1 out of memory, or a positive reason the
  * value cannot be rendered (1 nested, 2 ext, 3 NUL byte in a shell word). */
 static int put_value(gl_buf *b, const gl_mpk_head *h, bool shell)
 {
@@ -484,18 +486,21 @@ static int put_value(gl_buf *b, const gl_mpk_head *h, bool shell)
         *w++ = '\'';
     for (const uint8_t *p = s, *e = s + n; p < e; p++) {
         uint8_t c = *p;
+        if (shell) {
+            /* Inside single quotes every byte is literal but the quote. */
+            if (c == '\'') {
+                memcpy(w, "'\\''", 4);
+                w += 4;
+            } else {
+                *w++ = c;
+            }
+            continue;
+        }
         switch (c) {
         case '\\': *w++ = '\\'; *w++ = '\\'; break;
         case '\t': *w++ = '\\'; *w++ = 't'; break;
         case '\n': *w++ = '\\'; *w++ = 'n'; break;
         case '\r': *w++ = '\\'; *w++ = 'r'; break;
-        case '\'':
-            if (shell) {
-                memcpy(w, "'\\''", 4);
-                w += 4;
-                break;
-            }
-            /* fall through */
         default: *w++ = c;
         }
     }

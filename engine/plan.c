@@ -120,9 +120,13 @@ int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n)
     }
     if (!s || n > GL_KEY_MAX)
         return GL_EINVAL;
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         if (fields[i] < 1)
             return GL_EINVAL;
+        for (uint32_t j = 0; j < i && s->kind != GL_STEP_SELECT; j++)
+            if (fields[j] == fields[i])
+                return GL_EINVAL; /* a field twice in a key (select may repeat one) */
+    }
     s->key.n = n;
     if (n)
         memcpy(s->key.f, fields, n * sizeof *fields);

@@ -174,7 +174,7 @@ setup(function()
     big[#big + 1] = string.format("%05d %s", i, string.rep(string.char(97 + rnd(26)), rnd(40)))
   end
   mkfile("big.txt", table.concat(big, "\n") .. "\n")
-  os.execute("mkdir " .. h.quote(dir .. "/many"))
+  assert((os.execute("mkdir " .. h.quote(dir .. "/many"))) == 0, "shell command failed")
   for i = 1, 200 do
     local name = string.format("many/f%03d.txt", i)
     local lines = {}

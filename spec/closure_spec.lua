@@ -268,3 +268,22 @@ describe("upvalues that are refused when the step is added", function()
     assert.equals(5, ds:map(function(i) return i end):count { workers = 2 })
   end)
 end)
+
+describe("closures keep upvalue types", function()
+  it("int64 upvalues arrive as int64 (small ones too), uint64 as uint64", function()
+    local ffi = require "ffi"
+    local small, big, u = 10LL, -2LL ^ 62, 18446744073709551615ULL
+    local r = gleam.flow("i64"):range(1)
+      :map(function() return tostring(small / 4), tostring(big), tostring(u), tostring(ffi.typeof(small)) end)
+      :collect { workers = 2 }
+    assert.same({ n = 4, "2LL", "-4611686018427387904LL", "18446744073709551615ULL", "ctype<int64_t>" }, r[1])
+  end)
+
+  it("base functions kept in locals travel by name", function()
+    local tostring, type, select = tostring, type, select
+    local r = gleam.flow("base"):range(2)
+      :map(function(x) return tostring(x) .. type(x), select("#", x, x) end)
+      :collect { workers = 2 }
+    assert.same({ { n = 2, "1number", 2 }, { n = 2, "2number", 2 } }, r)
+  end)
+end)

@@ -345,12 +345,20 @@ describe("pipe_as_args", function()
     "-n",
   }
 
-  it("passes each field shell-quoted, unchanged", function()
-    local rows = {}
-    for i, s in ipairs(weird) do rows[i] = { s } end
+  -- The command must get each field's exact bytes: checked as hex, since
+  -- printing the field back would turn its tabs and newlines into
+  -- separators of the output.
+  it("passes each field shell-quoted, byte for byte", function()
+    local rows, want = {}, {}
+    for i, f in ipairs(weird) do
+      rows[i] = { f }
+      want[i] = { n = 1, (f:gsub(".", function(c) return string.format("%02x", c:byte()) end)) }
+    end
     for _, w in ipairs(h.WORKERS) do
-      local got = gleam.flow("args"):rows(rows, { shards = 3 }):pipe_as_args("printf '%s\\n' $1"):collect { workers = w }
-      h.assert_same_rows(h.rows_of(weird), got, "workers=" .. w)
+      local got = gleam.flow("args"):rows(rows, { shards = 3 })
+        :pipe_as_args("printf %s $1 | od -An -tx1 | tr -d ' \\n'; echo")
+        :collect { workers = w }
+      h.assert_same_rows(want, got, "workers=" .. w)
     end
   end)
 

@@ -441,7 +441,7 @@ describe("save over an existing path", function()
       -- an existing directory with a stray file, and an existing file
       for _, old in ipairs { "dir", "file" } do
         if old == "dir" then
-          os.execute("mkdir -p " .. h.quote(target) .. " && echo old > " .. h.quote(target .. "/stray"))
+          assert((os.execute("mkdir -p " .. h.quote(target) .. " && echo old > " .. h.quote(target .. "/stray"))) == 0, "shell command failed")
         else
           h.write_file(target, "old\n")
         end
@@ -620,7 +620,7 @@ describe("gl_save_remove", function()
     h.write_file(dir .. "/f", "x")
     assert.equals(0, (remove(dir .. "/f")))
     assert.same({}, list(dir))
-    os.execute("mkdir -p " .. h.quote(dir .. "/t/a/b/c") .. " " .. h.quote(dir .. "/t/e"))
+    assert((os.execute("mkdir -p " .. h.quote(dir .. "/t/a/b/c") .. " " .. h.quote(dir .. "/t/e"))) == 0, "shell command failed")
     for _, f in ipairs { "/t/1", "/t/a/2", "/t/a/b/c/3", "/t/.hidden" } do h.write_file(dir .. f, "y") end
     assert.equals(0, (remove(dir .. "/t")))
     assert.same({}, list(dir))
@@ -633,16 +633,17 @@ describe("gl_save_remove", function()
 
   it("does not follow symlinks", function()
     local dir = h.tmpdir()
-    os.execute("mkdir -p " .. h.quote(dir .. "/outside/sub") .. " " .. h.quote(dir .. "/tree/in"))
+    assert((os.execute("mkdir -p " .. h.quote(dir .. "/outside/sub") .. " " .. h.quote(dir .. "/tree/in"))) == 0, "shell command failed")
     h.write_file(dir .. "/outside/keep", "k")
     h.write_file(dir .. "/outside/sub/keep2", "k2")
     h.write_file(dir .. "/tree/in/f", "f")
-    os.execute(table.concat({
+    local status_ = os.execute(table.concat({
       "ln -s " .. h.quote(dir .. "/outside") .. " " .. h.quote(dir .. "/tree/to_dir"),
       "ln -s " .. h.quote(dir .. "/outside/keep") .. " " .. h.quote(dir .. "/tree/in/to_file"),
       "ln -s " .. h.quote(dir .. "/nowhere") .. " " .. h.quote(dir .. "/tree/dangling"),
       "ln -s " .. h.quote(dir .. "/outside") .. " " .. h.quote(dir .. "/link"),
     }, " && "))
+    assert.equals(0, status_, "making the links failed")
     assert.equals(0, (remove(dir .. "/tree")))
     assert.equals(0, (remove(dir .. "/link")), "a link to a directory")
     assert.same({ "outside" }, list(dir))

@@ -435,10 +435,9 @@ end
 
 describe("gleam reading the CSV files and sqlite3 agree", function()
   it("on every query", function()
-    if not csv_works() then
-      pending("flow:csv does not work in this build yet")
-      return
-    end
+    -- Probed in a separate process, so a crash in the CSV source fails
+    -- this case instead of taking the whole spec down.
+    assert.is_true(csv_works(), "flow:csv could not read the generated orders.csv")
     for _, name in ipairs(names_of(QUERIES)) do
       local q = QUERIES[name]
       check(q.build, sqlite(q.sql, q.types), { csv = true })

@@ -10,6 +10,7 @@
 -- Anything else (a coroutine, userdata, other cdata, a C function no module
 -- holds) is refused when the flow is built, naming the upvalue and where
 -- the function was defined.
+local ffi = require "ffi"
 local codec = require "gleam.codec"
 
 local M = {}
@@ -29,6 +30,14 @@ local function module_index()
       if (type(mod) == "table" or type(mod) == "function") and idx[mod] == nil then
         idx[mod] = { name }
       end
+    end
+  end
+  -- Base functions kept in locals (local tostring = tostring) are found
+  -- again by name in the worker's _G; only C functions: a global Lua
+  -- function of the job script does not exist on workers.
+  for k, v in pairs(_G) do
+    if type(k) == "string" and type(v) == "function" and idx[v] == nil and debug.getinfo(v, "S").what == "C" then
+      idx[v] = { "_G", k }
     end
   end
   for name, mod in pairs(package.loaded) do
@@ -86,8 +95,14 @@ describe = function(v, st)
     return { k = "v", v = v }
   end
   if tv == "cdata" then
-    if codec.is_int64(v) then return { k = "v", v = v } end
-    error({ refused = "a cdata value (" .. tostring(require("ffi").typeof(v)) .. ")" }, 0)
+    -- int64 travels as two 32-bit halves: the row codec would turn a small
+    -- one into a Lua number, and an upvalue keeps its type.
+    if codec.is_int64(v) then
+      local u = ffi.cast("uint64_t", v)
+      return { k = "i64", hi = tonumber(u / 4294967296ULL), lo = tonumber(u % 4294967296ULL),
+               unsigned = ffi.istype("uint64_t", v) }
+    end
+    error({ refused = "a cdata value (" .. tostring(ffi.typeof(v)) .. ")" }, 0)
   end
   if tv == "function" then return describe_fn(v, st) end
   if tv == "table" then
@@ -143,6 +158,10 @@ end
 build = function(d, tables)
   local k = d.k
   if k == "v" then return d.v end
+  if k == "i64" then
+    local u = ffi.new("uint64_t", d.hi) * 4294967296ULL + d.lo
+    return d.unsigned and u or ffi.cast("int64_t", u)
+  end
   if k == "f" then return build_fn(d, tables) end
   if k == "m" then return resolve_module(d.name, d.key) end
   if k == "r" then return tables[d.id] end

@@ -126,6 +126,18 @@ end
 
 M.ext_mt = { __name = "msgpack ext" }
 
+-- The size an ext value's header announces for raw (header included), or nil.
+function M.ext_size(raw)
+  local c, b = raw:byte(1, 6)
+  if not c then return nil end
+  local b1, b2, b3, b4, b5 = raw:byte(2, 6)
+  if c >= 0xd4 and c <= 0xd8 then return 2 + 2 ^ (c - 0xd4) end
+  if c == 0xc7 and b1 then return 3 + b1 end
+  if c == 0xc8 and b2 then return 4 + b1 * 256 + b2 end
+  if c == 0xc9 and b4 then return 6 + ((b1 * 256 + b2) * 256 + b3) * 256 + b4 end
+  return nil
+end
+
 -- Returns the field count of the row at p[i] and the offset of field 1.
 local function row_header(p, i)
   local c = p[i]
@@ -279,9 +291,15 @@ function M.encoder(buf)
     if depth > 100 then error("gleam: cannot encode a table nested over 100 deep (is it cyclic?)", 0) end
     local mt = getmetatable(t)
     if mt == M.ext_mt then
-      need(#t.raw)
-      ffi_copy(data + pos, t.raw, #t.raw)
-      pos = pos + #t.raw
+      -- Raw bytes go into a row as they are: they must be exactly one ext
+      -- value, or later readers would walk off them.
+      local raw = t.raw
+      if type(raw) ~= "string" or M.ext_size(raw) ~= #raw then
+        error("gleam: cannot store a malformed msgpack ext value", 0)
+      end
+      need(#raw)
+      ffi_copy(data + pos, raw, #raw)
+      pos = pos + #raw
       return
     end
     local n, max = 0, 0

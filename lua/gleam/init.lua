@@ -65,22 +65,25 @@ end
 
 local function check_count(method, name, v, min)
   if v == nil then return nil end
-  if type(v) ~= "number" or v ~= math.floor(v) or v < (min or 0) then
+  if type(v) ~= "number" or v ~= math.floor(v) or v < (min or 0) or v > 2 ^ 53 then
     usererror(string.format("%s: %s must be a whole number >= %d, got %s", method, name, min or 0, tostring(v)))
   end
   return v
 end
 
-local function fields_of(method, v, default)
+local function fields_of(method, v, default, repeats)
   if v == nil then return default end
   if type(v) == "number" then v = { v } end
   if type(v) ~= "table" or #v == 0 then
     usererror(method .. ": key fields must be a field number or a list of them")
   end
+  local seen = {}
   for _, f in ipairs(v) do
-    if type(f) ~= "number" or f < 1 or f ~= math.floor(f) then
+    if type(f) ~= "number" or f < 1 or f ~= math.floor(f) or f > 2 ^ 31 then
       usererror(method .. ": field numbers start at 1, got " .. tostring(f))
     end
+    if seen[f] and not repeats then usererror(method .. ": field " .. f .. " is in the key twice") end
+    seen[f] = true
   end
   if #v > 16 then usererror(method .. ": at most 16 key fields") end
   return v
@@ -338,7 +341,7 @@ end
 -- select(i, j, ...) or select{i, j, ...}: the fields at those positions.
 function Dataset:select(...)
   local fields = select("#", ...) == 1 and type((...)) == "table" and (...) or { ... }
-  fields = fields_of("select", fields)
+  fields = fields_of("select", fields, nil, true)
   local ds = add_step(self.flow, STEP.select, self.id, "select", caller())
   C.gl_plan_set_key(self.flow.plan, ds.id, ffi.new("uint32_t[?]", #fields, fields), #fields)
   return ds

@@ -155,9 +155,10 @@ local function agg_op(d, out, agg)
   local s = d.step
   local f = load_step(s)
   local op = { agg = true, steps = { { fn = f, name = s.name, where = s.where } } }
+  local key = d.key
   local iskey = {}
-  for _, k in ipairs(d.key) do iskey[k] = true end
-  local nk = #d.key
+  for _, k in ipairs(key) do iskey[k] = true end
+  local nk = #key
   local nv                -- value fields per row, from the first row
   local vpos = {}         -- their field positions
   local acc = {}          -- acc[slot * nv + j]
@@ -186,13 +187,16 @@ local function agg_op(d, out, agg)
       local n
       n, i = row_header(p, i)
       for k = 1, n do t[k], i = decode(p, i) end
+      -- Value fields: the row's fields not in the key (a key field past the
+      -- end of the row is a nil key field, not a value).
+      local rest = n
+      for k = 1, nk do if key[k] <= n then rest = rest - 1 end end
       if not nv then
-        nv = n - nk
-        if nv < 0 then nv = 0 end
+        nv = rest
         local j = 0
         for k = 1, n do if not iskey[k] then j = j + 1; vpos[j] = k end end
-      elseif n - nk ~= nv and not (nv == 0 and n <= nk) then
-        error(string.format("rows have %d value fields, earlier rows had %d", n - nk, nv), 0)
+      elseif rest ~= nv then
+        error(string.format("rows have %d value fields, earlier rows had %d", rest, nv), 0)
       end
       local s2 = tonumber(C.gl_agg_slot(agg, p + start, i - start))
       if s2 < 0 then error("gleam: out of memory", 0) end
