@@ -287,3 +287,17 @@ describe("closures keep upvalue types", function()
     assert.same({ { n = 2, "1number", 2 }, { n = 2, "2number", 2 } }, r)
   end)
 end)
+
+describe("closures sharing an upvalue", function()
+  it("still share it on the worker (one counter, not two copies)", function()
+    local counter = 0
+    local function inc() counter = counter + 1 end
+    local function get() return counter end
+    local r = gleam.flow("shared"):range(4, { shards = 1 })
+      :map(function() inc(); return get() end)
+      :collect { workers = 1 }
+    assert.same({ { n = 1, 1 }, { n = 1, 2 }, { n = 1, 3 }, { n = 1, 4 } }, r)
+    -- the driver's counter is untouched: upvalues travel by value
+    assert.equals(0, counter)
+  end)
+end)

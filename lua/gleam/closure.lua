@@ -73,6 +73,16 @@ local function describe_fn(fn, st)
   local ups = {}
   for i = 1, info.nups do
     local name, value = debug.getupvalue(fn, i)
+    -- An upvalue another shipped function shares (two closures over one
+    -- local) is joined again on the other side, not copied twice.
+    local uid = debug.upvalueid(fn, i)
+    local first = st.upvals[uid]
+    if first then
+      ups[i] = { k = "share", f = first[1], i = first[2] }
+      goto next_upvalue
+    end
+    st.upvals[uid] = { id, i }
+    do
     local ok2, d = pcall(describe, value, st)
     if not ok2 then
       if type(d) == "table" and d.refused and not d.named then
@@ -85,6 +95,8 @@ local function describe_fn(fn, st)
       error(d, 0)
     end
     ups[i] = d
+    end
+    ::next_upvalue::
   end
   return { k = "f", id = id, bc = bc, ups = ups, nups = info.nups }
 end
@@ -127,7 +139,7 @@ end
 -- Returns fn as a string of bytes, or raises "<what>: <why>" if it cannot
 -- travel. `what` names the step for the message.
 function M.dump(fn, what)
-  local st = { modules = module_index(), seen = {}, n = 0 }
+  local st = { modules = module_index(), seen = {}, n = 0, upvals = {} }
   local ok, d = pcall(describe_fn, fn, st)
   if not ok then
     if type(d) == "table" then
@@ -150,7 +162,14 @@ local function build_fn(d, tables)
   local fn = assert(loadstring(d.bc))
   if d.id then tables[d.id] = fn end
   for i = 1, d.nups or 0 do
-    debug.setupvalue(fn, i, build(d.ups[i], tables))
+    local u = d.ups[i]
+    if u.k == "share" then
+      -- joined once every function is built (see M.load)
+      local joins = tables.joins
+      joins[#joins + 1] = { fn, i, u.f, u.i }
+    else
+      debug.setupvalue(fn, i, build(u, tables))
+    end
   end
   return fn
 end
@@ -180,7 +199,12 @@ end
 
 -- Returns the function described by bytes made by dump().
 function M.load(bytes)
-  return build_fn(codec.unpack(bytes), {})
+  local tables = { joins = {} }
+  local fn = build_fn(codec.unpack(bytes), tables)
+  for _, j in ipairs(tables.joins) do
+    debug.upvaluejoin(j[1], j[2], tables[j[3]], j[4])
+  end
+  return fn
 end
 
 return M
