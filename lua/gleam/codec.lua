@@ -41,11 +41,20 @@ end
 
 local decode
 
+-- Arrays with nils in them keep their length here, so they are written
+-- back as arrays of that length (a Lua table cannot say it). Weak keys: the
+-- entry goes with its table.
+local array_len = setmetatable({}, { __mode = "k" })
+
 local function decode_array(p, i, n)
   local t = {}
+  local holes = false
   for k = 1, n do
-    t[k], i = decode(p, i)
+    local v
+    v, i = decode(p, i)
+    if v == nil then holes = true else t[k] = v end
   end
+  if holes then array_len[t] = n end
   return t, i
 end
 
@@ -311,7 +320,12 @@ function M.encoder(buf)
         max = -1
       end
     end
-    if max == n then
+    local len = array_len[t]
+    if len and max >= 0 and max <= len then
+      -- an array that came with nils in it, still only its own items
+      put_header(len, 0x90, 0xdc)
+      for k = 1, len do put_value(t[k], depth + 1) end
+    elseif max == n then
       put_header(n, 0x90, 0xdc)
       for k = 1, n do put_value(t[k], depth + 1) end
     else
