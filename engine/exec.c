@@ -126,20 +126,31 @@ static void free_tasks(gl_task *tasks, uint32_t n)
     free(tasks);
 }
 
-/* Frees the outputs stage st has consumed: each output has one reader. */
-static void free_inputs(gl_run *run, const gl_stage *st)
+/* Calls fn(run, stage index) for each output stage st reads. */
+static void each_input(gl_run *run, const gl_stage *st, void (*fn)(gl_run *, uint32_t, uint32_t *), uint32_t *left)
 {
-    uint32_t used[GL_INPUTS_MAX + 1], n = 0;
     if (st->src == GL_SRC_STAGE)
-        used[n++] = st->src_stage;
+        fn(run, st->src_stage, left);
     for (uint32_t i = 0; (st->src == GL_SRC_UNION || st->src == GL_SRC_PAIR) && i < st->nsrc; i++)
-        used[n++] = st->src_stages[i];
+        fn(run, st->src_stages[i], left);
     for (uint32_t i = 0; i < st->nops; i++)
-        if (st->ops[i].kind == GL_OP_BCAST_JOIN && n <= GL_INPUTS_MAX)
-            used[n++] = st->ops[i].side_stage;
-    for (uint32_t i = 0; i < n; i++) {
-        gl_output_free(run->outs[used[i]]);
-        run->outs[used[i]] = NULL;
+        if (st->ops[i].kind == GL_OP_BCAST_JOIN)
+            fn(run, st->ops[i].side_stage, left);
+}
+
+static void count_reader(gl_run *run, uint32_t s, uint32_t *left)
+{
+    (void)run;
+    left[s]++;
+}
+
+/* An output is freed when the last stage reading it is done (a dataset
+ * read by several steps is kept for all of them). */
+static void release(gl_run *run, uint32_t s, uint32_t *left)
+{
+    if (left[s] && --left[s] == 0) {
+        gl_output_free(run->outs[s]);
+        run->outs[s] = NULL;
     }
 }
 
@@ -153,8 +164,11 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
     if (rc)
         return rc;
     run.outs = calloc(run.stages.n, sizeof *run.outs);
-    if (!run.outs)
+    uint32_t *left = calloc(run.stages.n ? run.stages.n : 1, sizeof *left);
+    if (!run.outs || !left)
         rc = gl_err_set(err, GL_ENOMEM, "engine: out of memory");
+    for (uint32_t s = 0; !rc && s < run.stages.n; s++)
+        each_input(&run, &run.stages.v[s], count_reader, left);
     for (uint32_t s = 0; s < run.stages.n && !rc; s++) {
         gl_stage *st = &run.stages.v[s];
         gl_task *tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *tasks);
@@ -193,7 +207,7 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
                 run.outs[s]->max_width = tasks[i].width;
         }
         free_tasks(tasks, st->ntasks);
-        free_inputs(&run, st);
+        each_input(&run, st, release, left);
     }
     if (stats)
         *stats = st_total;
@@ -204,6 +218,7 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
     for (uint32_t s = 0; run.outs && s < run.stages.n; s++)
         gl_output_free(run.outs[s]);
     free(run.outs);
+    free(left);
     gl_stages_free(&run.stages);
     return rc;
 }

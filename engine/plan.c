@@ -217,6 +217,8 @@ typedef struct planner {
     gl_stages *out;
     uint32_t workers;
     gl_err *err;
+    uint32_t *readers; /* per step: how many steps of this flow read it */
+    int64_t *kept;     /* per step read more than once: the stage holding it, or -1 */
 } planner;
 
 static int new_stage(planner *pl, uint32_t *id)
@@ -451,7 +453,42 @@ static int plan_join(planner *pl, int id, const gl_step *s, uint32_t *sid)
     return add_op(pl, *sid, (gl_opdesc){.kind = GL_OP_COGROUP, .step = id, .key = s->key, .how = how});
 }
 
+/* Opens a stage that reads the kept output of stage `from`, shard by shard. */
+static int read_kept(planner *pl, uint32_t from, uint32_t *sid)
+{
+    int rc = new_stage(pl, sid);
+    if (rc)
+        return rc;
+    gl_stage *st = &pl->out->v[*sid];
+    st->src = GL_SRC_STAGE;
+    st->src_stage = from;
+    st->ntasks = pl->out->v[from].nparts;
+    return 0;
+}
+
+static int plan_step(planner *pl, int id, uint32_t *sid);
+
+/* A dataset that several steps read is computed once: its stage is ended
+ * there (its shards kept as they are) and each reader starts a stage that
+ * reads those shards. */
 static int plan_ds(planner *pl, int id, uint32_t *sid)
+{
+    if (id < 0 || id >= gl_plan_nsteps(pl->p))
+        return gl_err_set(pl->err, GL_EINVAL, "planner: no dataset %d", id);
+    if (pl->readers[id] < 2)
+        return plan_step(pl, id, sid);
+    if (pl->kept[id] < 0) {
+        uint32_t st;
+        int rc = plan_step(pl, id, &st);
+        if (rc)
+            return rc;
+        close_stage(pl, st, GL_SINK_LOCAL, 0, (gl_keyspec){0});
+        pl->kept[id] = st;
+    }
+    return read_kept(pl, (uint32_t)pl->kept[id], sid);
+}
+
+static int plan_step(planner *pl, int id, uint32_t *sid)
 {
     const gl_step *s = gl_plan_get(pl->p, id);
     if (!s)
@@ -617,12 +654,45 @@ static int build_blob(const gl_plan *p, gl_stage *st)
     return rc ? GL_ENOMEM : 0;
 }
 
+/* Counts, for each step the target depends on, the steps that read it. */
+static void count_readers(const gl_plan *p, int id, uint32_t *readers, bool *seen)
+{
+    const gl_step *s = gl_plan_get(p, id);
+    if (!s || seen[id])
+        return;
+    seen[id] = true;
+    if (s->input >= 0) {
+        readers[s->input]++;
+        count_readers(p, s->input, readers, seen);
+    }
+    for (uint32_t i = 0; i < s->ninputs; i++) {
+        readers[s->inputs[i]]++;
+        count_readers(p, s->inputs[i], readers, seen);
+    }
+}
+
 int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err)
 {
     memset(out, 0, sizeof *out);
-    planner pl = {p, out, workers ? workers : 1, err};
+    size_t n = (size_t)(gl_plan_nsteps(p) > 0 ? gl_plan_nsteps(p) : 1);
+    uint32_t *readers = calloc(n, sizeof *readers);
+    int64_t *kept = malloc(n * sizeof *kept);
+    bool *seen = calloc(n, sizeof *seen);
+    if (!readers || !kept || !seen) {
+        free(readers);
+        free(kept);
+        free(seen);
+        return gl_err_set(err, GL_ENOMEM, "planner: out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        kept[i] = -1;
+    count_readers(p, target, readers, seen);
+    free(seen);
+    planner pl = {p, out, workers ? workers : 1, err, readers, kept};
     uint32_t last;
     int rc = plan_ds(&pl, target, &last);
+    free(readers);
+    free(kept);
     if (!rc) {
         gl_stage *st = &out->v[last];
         st->sink = GL_SINK_LOCAL;

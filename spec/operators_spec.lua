@@ -1718,3 +1718,31 @@ describe("steps combined", function()
     end
   end)
 end)
+
+describe("a dataset read by several steps", function()
+  it("is computed once (its foreach runs once per row) and read by each", function()
+    local path = os.tmpname()
+    local f = gleam.flow("fanout")
+    local a = f:range(50, { shards = 3 }):foreach(function(x)
+      local fh = io.open(path, "a")
+      fh:write(x, "\n")
+      fh:close()
+    end)
+    local rows = a:union(a, a:map(function(x) return -x end)):collect { workers = 2 }
+    assert.equals(150, #rows)
+    local n = 0
+    for _ in io.lines(path) do n = n + 1 end
+    os.remove(path)
+    assert.equals(50, n)
+  end)
+
+  it("keeps self-joins cheap to plan and right", function()
+    local f = gleam.flow("selfjoin")
+    local d = f:range(10)
+    for _ = 1, 20 do d = d:join(d):select(1) end
+    local got = d:collect { workers = 2 }
+    table.sort(got, function(x, y) return x[1] < y[1] end)
+    assert.equals(10, #got)
+    for i = 1, 10 do assert.equals(i, got[i][1]) end
+  end)
+end)
