@@ -41,18 +41,6 @@ struct gleam_rows {
     gl_vals vals;
 };
 
-static int fail(gleam_error *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 void gleam_options_init(gleam_options *o) { memset(o, 0, sizeof *o); }
 
 /* The directory holding gleam/init.lua: share/lua/5.1 beside the installed
@@ -102,7 +90,7 @@ static int call(lua_State *L, int nargs, int nres, gleam_error *err)
     int rc = lua_pcall(L, nargs, nres, base);
     lua_remove(L, base);
     if (rc) {
-        fail(err, rc == LUA_ERRMEM ? GLEAM_ENOMEM : GLEAM_EJOB, "%s", lua_tostring(L, -1));
+        gl_api_error(err, rc == LUA_ERRMEM ? GLEAM_ENOMEM : GLEAM_EJOB, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
         return rc == LUA_ERRMEM ? GLEAM_ENOMEM : GLEAM_EJOB;
     }
@@ -114,11 +102,11 @@ int gleam_engine_new(const gleam_options *o, gleam_engine **out, gleam_error *er
     *out = NULL;
     char dir[PATH_MAX];
     if (lua_dir(dir, sizeof dir))
-        return fail(err, GLEAM_EIO, "gleam: cannot find gleam's Lua modules (gleam/init.lua)");
+        return gl_api_error(err, GLEAM_EIO, "gleam: cannot find gleam's Lua modules (gleam/init.lua)");
     gleam_engine *e = calloc(1, sizeof *e);
     if (!e || !(e->L = luaL_newstate())) {
         free(e);
-        return fail(err, GLEAM_ENOMEM, "gleam: out of memory");
+        return gl_api_error(err, GLEAM_ENOMEM, "gleam: out of memory");
     }
     lua_State *L = e->L;
     luaL_openlibs(L);
@@ -173,7 +161,7 @@ static int run_chunk(gleam_engine *e, int argc, const char *const *argv, gleam_r
     gleam_rows *r = calloc(1, sizeof *r);
     if (!r) {
         lua_settop(L, top);
-        return fail(err, GLEAM_ENOMEM, "gleam: out of memory");
+        return gl_api_error(err, GLEAM_ENOMEM, "gleam: out of memory");
     }
     /* gleam._output(value) runs a dataset and returns its output as an
      * address, or nil for anything else. */
@@ -200,7 +188,7 @@ int gleam_run_file(gleam_engine *e, const char *path, int argc, const char *cons
 {
     *rows = NULL;
     if (luaL_loadfile(e->L, path)) {
-        fail(err, GLEAM_EJOB, "%s", lua_tostring(e->L, -1));
+        gl_api_error(err, GLEAM_EJOB, "%s", lua_tostring(e->L, -1));
         lua_pop(e->L, 1);
         return GLEAM_EJOB;
     }
@@ -214,7 +202,7 @@ int gleam_run_string(gleam_engine *e, const char *chunk, const char *name, int a
     char chunkname[256];
     snprintf(chunkname, sizeof chunkname, "=%s", name ? name : "chunk");
     if (luaL_loadbuffer(e->L, chunk, strlen(chunk), chunkname)) {
-        fail(err, GLEAM_EJOB, "%s", lua_tostring(e->L, -1));
+        gl_api_error(err, GLEAM_EJOB, "%s", lua_tostring(e->L, -1));
         lua_pop(e->L, 1);
         return GLEAM_EJOB;
     }
@@ -245,7 +233,7 @@ int gleam_rows_next(gleam_rows *r, const gleam_value **fields, size_t *n, gleam_
     uint32_t nf;
     const uint8_t *f = gl_row_fields(row, r->p, &nf);
     if (gl_vals_decode(&r->vals, f, r->p, nf, fields))
-        return fail(err, GLEAM_ENOMEM, "gleam: out of memory");
+        return gl_api_error(err, GLEAM_ENOMEM, "gleam: out of memory");
     *n = nf;
     return 1;
 }

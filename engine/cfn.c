@@ -43,7 +43,7 @@ int gl_cfn_kind(const char *name)
     return f ? f->kind : GL_CFN_NONE;
 }
 
-static int set_error(gleam_error *err, int code, const char *fmt, ...)
+int gl_api_error(gleam_error *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -60,22 +60,22 @@ static int add(const char *name, int kind, gleam_map_fn map, gleam_reduce_fn red
     size_t n = name ? strlen(name) : 0;
     if (!n || n >= sizeof registry[0].name || name[strspn(name, "abcdefghijklmnopqrstuvwxyz"
                                                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")])
-        return set_error(err, GLEAM_EINVAL, "gleam_register: '%s' is not a name (letters, digits, _)",
+        return gl_api_error(err, GLEAM_EINVAL, "gleam_register: '%s' is not a name (letters, digits, _)",
                          name ? name : "(null)");
     if (!map && !reduce)
-        return set_error(err, GLEAM_EINVAL, "gleam_register: no function given for '%s'", name);
+        return gl_api_error(err, GLEAM_EINVAL, "gleam_register: no function given for '%s'", name);
     static const char *builtins[] = {"words", "sum", "count", "is_builtin"};
     for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
         if (!strcmp(name, builtins[i]))
-            return set_error(err, GLEAM_EINVAL, "gleam_register: '%s' is a built-in", name);
+            return gl_api_error(err, GLEAM_EINVAL, "gleam_register: '%s' is a built-in", name);
     uv_once(&registry_once, registry_init);
     uv_mutex_lock(&registry_mu);
     int rc = 0;
     for (int i = 0; i < nregistry && !rc; i++)
         if (!strcmp(registry[i].name, name))
-            rc = set_error(err, GLEAM_EINVAL, "gleam_register: '%s' is registered already", name);
+            rc = gl_api_error(err, GLEAM_EINVAL, "gleam_register: '%s' is registered already", name);
     if (!rc && nregistry == CFN_MAX)
-        rc = set_error(err, GLEAM_ENOMEM, "gleam_register: more than %d functions", CFN_MAX);
+        rc = gl_api_error(err, GLEAM_ENOMEM, "gleam_register: more than %d functions", CFN_MAX);
     if (!rc) {
         gl_cfn *f = &registry[nregistry];
         memcpy(f->name, name, n + 1);

@@ -23,6 +23,9 @@ typedef struct gl_cfn {
  * the process. */
 const gl_cfn *gl_cfn_find(const char *name);
 
+/* Fills a public gleam_error (which may be NULL); returns code. */
+int gl_api_error(gleam_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* For the Lua side (FFI): GL_CFN_NONE, _MAPPER or _REDUCER. */
 int gl_cfn_kind(const char *name);
 

@@ -3,14 +3,7 @@
 local src = os.getenv("GLEAM_SOURCE_DIR") or "."
 local bin = os.getenv("GLEAM_BIN") or (src .. "/build/gleam")
 
-local function sh(cmd)
-  -- io.popen():close() reports no exit status in LuaJIT: append it.
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo '[exit '$?']'"))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
-  return body or out, code == "0"
-end
+local sh = require("helpers").sh
 
 local tmp
 local function path(name) return tmp .. "/" .. name end

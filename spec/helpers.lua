@@ -308,4 +308,15 @@ function helpers.lcg(seed)
   end
 end
 
+-- Runs a shell command; returns its stdout and stderr together and
+-- whether it exited 0 (LuaJIT's popen close does not tell: the status is
+-- appended by the shell and read back).
+function helpers.sh(cmd)
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo '[exit '$?']'"))
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
+  return body or out, code == "0"
+end
+
 return helpers

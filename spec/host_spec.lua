@@ -5,14 +5,7 @@ local build = os.getenv("GLEAM_BUILD_DIR")
 local src = os.getenv("GLEAM_SOURCE_DIR") or "."
 local bin = os.getenv("GLEAM_BIN")
 
-local function sh(cmd)
-  -- io.popen():close() reports no exit status in LuaJIT: append it.
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo '[exit '$?']'"))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
-  return body or out, code == "0"
-end
+local sh = require("helpers").sh
 
 -- The shell block after the README's marker for this spec.
 -- (busted's assert returns nothing, hence the explicit errors)

@@ -13,14 +13,7 @@ local lcg = h.lcg
 after_each(h.cleanup)
 
 -- Runs a shell command; returns its stdout and whether it exited 0.
-local function sh(cmd)
-  -- io.popen():close() reports no exit status in LuaJIT: append it.
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo '[exit '$?']'"))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
-  return body or out, code == "0"
-end
+local sh = h.sh
 
 
 -- The text a field becomes on a line (the engine's rendering), unescaped
