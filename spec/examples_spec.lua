@@ -145,3 +145,34 @@ describe("examples/csv.lua", function()
     end
   end)
 end)
+
+describe("the README's flow example", function()
+  it("runs as written and counts lowercased words like a plain Lua loop", function()
+    local f = io.open(src .. "/README.md")
+    local text = f:read("*a")
+    f:close()
+    local at = text:find("<!-- test: spec/examples_spec.lua runs this block -->", 1, true)
+    local job = at and text:match("```lua\n(.-)```", at)
+    assert.truthy(job, "no marked lua block in README.md")
+    write("readme_job.lua", job)
+    local got, ok = sh(string.format("%s run '%s' '%s'", bin, path("readme_job.lua"), path("in1.txt")))
+    assert.is_true(ok, got)
+    -- oracle: the same count in plain Lua, ties broken by the word
+    local counts = {}
+    for line in io.lines(path("in1.txt")) do
+      for w in line:gmatch("[A-Za-z0-9]+") do
+        w = w:lower()
+        counts[w] = (counts[w] or 0) + 1
+      end
+    end
+    local list = {}
+    for w, c in pairs(counts) do list[#list + 1] = { w, c } end
+    table.sort(list, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1] < b[1]
+    end)
+    local want = {}
+    for i = 1, math.min(10, #list) do want[i] = list[i][1] .. "\t" .. list[i][2] .. "\n" end
+    assert.are.equal(table.concat(want), got)
+  end)
+end)
