@@ -83,14 +83,14 @@ static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
         }
         int32_t j = 0;
         for (uint32_t i = 1; i <= nf; i++) {
+            if (is_key_field(k, i)) {
+                f = gl_row_end(f, rend);
+                continue;
+            }
             gl_mpk_head h;
             const uint8_t *q = gl_mpk_head_read(f, rend, &h);
-            const uint8_t *fe = gl_row_end(f, rend);
-            f = fe;
-            (void)q;
-            if (is_key_field(k, i))
-                continue;
-            if (h.cls != GL_MPK_NUM) {
+            f = q ? q : rend; /* a number's header is the whole value */
+            if (!q || h.cls != GL_MPK_NUM) {
                 char what[64];
                 snprintf(what, sizeof what, "field %u is not a number", i);
                 return gl_task_fail_row(t, op->d->step, what, row, rend);

@@ -12,7 +12,6 @@ struct gl_pool {
     gl_job_fn fn;
     void *ctx;
     uint32_t next, total, finished;
-    uint64_t gen;       /* bumped per gl_pool_run */
     bool quit;
     uint32_t n, ready;
     gl_worker *w;
@@ -140,7 +139,6 @@ void gl_pool_run(gl_pool *p, gl_job_fn fn, void *ctx, uint32_t ntasks)
     p->finished = 0;
     p->next = 0;
     p->total = ntasks;
-    p->gen++;
     uv_cond_broadcast(&p->work);
     while (p->finished < p->total)
         uv_cond_wait(&p->done, &p->mu);

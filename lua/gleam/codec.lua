@@ -13,9 +13,8 @@ local core = require "gleam.core"
 local C = core.C
 local ffi_string, ffi_copy, ffi_cast, istype = ffi.string, ffi.copy, ffi.cast, ffi.istype
 local band, rshift = bit.band, bit.rshift
-local floor, huge = math.floor, math.huge
+local floor = math.floor
 local type, pairs, select, error, tonumber = type, pairs, select, error, tonumber
-local unpack = unpack
 
 local u8p = ffi.typeof("const uint8_t *")
 local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
@@ -469,6 +468,4 @@ end
 
 M.int64_t, M.uint64_t = int64_t, uint64_t
 function M.is_int64(v) return istype(int64_t, v) or istype(uint64_t, v) end
-M.unpack_fields = unpack
-M.huge = huge
 return M

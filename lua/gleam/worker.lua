@@ -293,6 +293,4 @@ function M.on_error(msg)
   return string.format("%s (%s): %s%s", step.name, step.where, msg, shown and ("; row " .. shown) or "")
 end
 
-M.show_row = codec.show_row
-
 return M
