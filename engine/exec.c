@@ -14,6 +14,7 @@
 
 struct gl_engine {
     gl_pool *pool;
+    gl_store *store;
     uint64_t runs;
 };
 
@@ -23,14 +24,18 @@ uint32_t gl_cores(void)
     return n ? n : 1;
 }
 
-gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err)
+gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, const char *lua_path,
+                         const char *lua_cpath, gl_err *err)
 {
     gl_engine *e = calloc(1, sizeof *e);
     if (!e) {
         gl_err_set(err, GL_ENOMEM, "engine: out of memory");
         return NULL;
     }
-    if (!(e->pool = gl_pool_new(workers ? workers : gl_cores(), lua_path, lua_cpath, err))) {
+    workers = workers ? workers : gl_cores();
+    if (!(e->store = gl_store_new(memory, dir, workers, err)) ||
+        !(e->pool = gl_pool_new(workers, lua_path, lua_cpath, err))) {
+        gl_store_release(e->store);
         free(e);
         return NULL;
     }
@@ -42,8 +47,11 @@ void gl_engine_free(gl_engine *e)
     if (!e)
         return;
     gl_pool_free(e->pool);
+    gl_store_release(e->store);
     free(e);
 }
+
+gl_store *gl_engine_store(gl_engine *e) { return e->store; }
 
 uint32_t gl_engine_workers(const gl_engine *e) { return gl_pool_size(e->pool); }
 
@@ -58,7 +66,7 @@ static void task_job(void *ctx, gl_worker *w, uint32_t i)
     stage_run *sr = ctx;
     gl_task *t = &sr->tasks[i];
     t->w = w;
-    if (gl_task_run(t) && t->err.code != GL_ECANCEL) {
+    if ((gl_task_run(t) || gl_output_seal(t->out, t->index, &t->err)) && t->err.code != GL_ECANCEL) {
         int none = 0;
         if (atomic_compare_exchange_strong(&sr->first, &none, (int)i + 1))
             atomic_store(&sr->run->failed, 1);
@@ -157,7 +165,7 @@ static void release(gl_run *run, uint32_t s, uint32_t *left)
 int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err)
 {
-    gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel};
+    gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel, .store = e->store};
     gl_stats st_total = {0};
     *out = NULL;
     int rc = gl_plan_stages(p, target, gl_pool_size(e->pool), &run.stages, err);
@@ -172,7 +180,7 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
     for (uint32_t s = 0; s < run.stages.n && !rc; s++) {
         gl_stage *st = &run.stages.v[s];
         gl_task *tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *tasks);
-        run.outs[s] = gl_output_new(st->nparts, st->ntasks);
+        run.outs[s] = gl_output_new(st->nparts, st->ntasks, e->store, st->on_disk);
         if (!tasks || !run.outs[s]) {
             free(tasks);
             rc = gl_err_set(err, GL_ENOMEM, "engine: out of memory");
@@ -198,6 +206,8 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
             rc = gl_err_set(err, GL_ECANCEL, "cancelled");
         } else if (st->sample && s + 1 < run.stages.n && set_bounds(&run.stages.v[s + 1], tasks, st->ntasks)) {
             rc = gl_err_set(err, GL_ENOMEM, "sort: out of memory");
+        } else if (st->on_disk) {
+            rc = gl_store_sync(e->store, err);
         }
         st_total.stages++;
         st_total.tasks += st->ntasks;

@@ -139,6 +139,7 @@ typedef struct gl_stage {
     bool sink_desc;
     bool sample;              /* keep a key sample for the next stage's range sink */
     bool track_width;         /* record the widest row written (joins need it) */
+    bool on_disk;             /* its output goes to LMDB and is synced */
     gl_buf bounds;            /* RANGE: nparts-1 keys, back to back */
     uint32_t *bound_off;      /* nparts offsets into bounds (last = len) */
     gl_buf blob;              /* msgpack: what Lua workers need to run the ops */

@@ -40,6 +40,7 @@ typedef struct gl_run {
     const gl_plan *plan;
     gl_stages stages;
     gl_output **outs;     /* one per stage, NULL once consumed */
+    gl_store *store;      /* the engine's: budget and LMDB */
     atomic_int failed;    /* set by the first failing task; others stop early */
     atomic_int *cancel;   /* set from outside (Ctrl-C); may be NULL */
 } gl_run;

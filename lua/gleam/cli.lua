@@ -9,7 +9,7 @@ local USAGE = [[
 usage: gleam <command> [options]
 
 commands:
-  run [--workers N] JOB.lua [ARGS...]   run a flow on this machine
+  run [OPTIONS] JOB.lua [ARGS...]       run a flow on this machine
   help [COMMAND]                        show help for a command
 
 options:
@@ -20,7 +20,7 @@ Run `gleam run --help` for the options of run.
 ]]
 
 local RUN_USAGE = [[
-usage: gleam run [--workers N] JOB.lua [ARGS...]
+usage: gleam run [--workers N] [--memory SIZE] [--dir DIR] JOB.lua [ARGS...]
 
 Runs the Lua flow in JOB.lua on all cores of this machine. The script sees
 ARGS in the global table `arg` (arg[0] is JOB.lua) and as `...`, as luajit
@@ -28,6 +28,11 @@ gives them.
 
 options:
   -w, --workers N   worker threads (default: one per core)
+  -m, --memory SIZE memory budget, e.g. 256M or 2G (default: half of the
+                    machine's memory); past it, data moves to LMDB on disk
+                    and sort, group, reduce and join work from disk
+  -d, --dir DIR     directory of the on-disk store (default: a temporary
+                    one, removed at exit); made if missing, kept after
   -h, --help        show this help
 ]]
 
@@ -58,6 +63,25 @@ local function run(args)
         return usage_error("--workers needs a whole number from 1 to 1024, got " .. tostring(v), RUN_USAGE)
       end
       gleam.config.workers = n
+    elseif a == "-m" or a == "--memory" or a:match("^%-%-memory=") then
+      local v = a:match("^%-%-memory=(.*)$")
+      if not v then
+        i = i + 1
+        v = args[i]
+      end
+      local n, why = gleam.parse_size(v or "")
+      if not n or n == 0 then
+        return usage_error("--memory: " .. (why or "must be more than 0"), RUN_USAGE)
+      end
+      gleam.config.memory = n
+    elseif a == "-d" or a == "--dir" or a:match("^%-%-dir=") then
+      local v = a:match("^%-%-dir=(.*)$")
+      if not v then
+        i = i + 1
+        v = args[i]
+      end
+      if not v or v == "" then return usage_error("--dir needs a directory", RUN_USAGE) end
+      gleam.config.dir = v
     elseif a == "--" then
       i = i + 1
       break

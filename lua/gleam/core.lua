@@ -14,7 +14,11 @@ typedef struct gl_chunk { uint8_t *data; size_t len, cap; uint64_t nrows; } gl_c
 typedef struct gl_output { uint32_t nparts, ntasks; void *cells; uint32_t max_width; } gl_output;
 void gl_output_free(gl_output *o);
 uint64_t gl_output_rows(const gl_output *o);
-const gl_chunk *gl_output_next(const gl_output *o, uint32_t part, uint32_t *task, size_t *chunk);
+typedef struct gl_reader gl_reader;
+gl_reader *gl_reader_new(const gl_output *o, uint32_t part);
+const gl_chunk *gl_reader_next(gl_reader *r);
+const char *gl_reader_error(const gl_reader *r);
+void gl_reader_free(gl_reader *r);
 
 typedef struct gl_plan gl_plan;
 gl_plan *gl_plan_new(void);
@@ -31,7 +35,8 @@ int gl_save_remove(const char *path, gl_err *err);
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
 
 typedef struct gl_engine gl_engine;
-gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err);
+gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, const char *lua_path,
+                         const char *lua_cpath, gl_err *err);
 void gl_engine_free(gl_engine *e);
 uint32_t gl_engine_workers(const gl_engine *e);
 typedef struct gl_stats { uint64_t skipped; uint32_t stages, tasks; } gl_stats;

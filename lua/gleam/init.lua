@@ -22,8 +22,28 @@ local gleam = { fn = gfn, version = ffi.string(C.gleam_version()) }
 pcall(ffi.cdef, "int getpid(void);")
 pcall(ffi.cdef, "int access(const char *path, int mode);")
 
--- Settings the CLI and callers may change before the first run.
-gleam.config = { workers = 0 }
+-- Settings the CLI and callers may change before the first run: worker
+-- threads (0: one per core), the memory budget (bytes or a size such as
+-- "256M"; 0: half of physical memory) and the directory of the on-disk
+-- store (nil: a temporary one, removed at exit).
+gleam.config = { workers = 0, memory = 0, dir = nil }
+
+local UNITS = { [""] = 1, K = 2 ^ 10, M = 2 ^ 20, G = 2 ^ 30, T = 2 ^ 40 }
+
+-- Bytes in a size: a whole number, or one with a binary unit (K, M, G, T,
+-- optionally followed by "B" or "iB"): "256M", "1.5G". Returns nil, message
+-- on anything else.
+function gleam.parse_size(v)
+  if type(v) == "number" then
+    if v >= 0 and v == math.floor(v) then return v end
+    return nil, "a size must be a whole number of bytes, got " .. tostring(v)
+  end
+  if type(v) ~= "string" then return nil, "a size must be a number or a string such as 256M, got " .. type(v) end
+  local num, unit = v:upper():match("^%s*(%d+%.?%d*)%s*([KMGT]?)I?B?%s*$")
+  local n = tonumber(num)
+  if not n then return nil, "expected a size such as 256M or 2G, got '" .. v .. "'" end
+  return math.floor(n * UNITS[unit])
+end
 
 -- Where the user called us from: the first stack frame outside gleam's own
 -- modules, as "file:line". Levels would break on tail calls; this does not.
@@ -91,22 +111,29 @@ end
 
 -- Engine --------------------------------------------------------------------
 
-local engine, engine_workers
+local engine, engine_key
 
-local function get_engine(workers)
-  workers = workers or gleam.config.workers or 0
+-- The engine for these settings (opts: run's options, over gleam.config);
+-- a change of workers, memory or directory makes a new one.
+local function get_engine(opts)
+  local workers = opts.workers or gleam.config.workers or 0
   if workers == 0 then workers = tonumber(C.gl_cores()) end
-  if engine and engine_workers == workers then return engine end
+  local memory, why = gleam.parse_size(opts.memory or gleam.config.memory or 0)
+  if not memory then usererror("memory: " .. why) end
+  local dir = opts.dir or gleam.config.dir
+  if dir ~= nil and type(dir) ~= "string" then argerror("run", "dir (a path)", type(dir)) end
+  local key = string.format("%d/%d/%s", workers, memory, dir or "")
+  if engine and engine_key == key then return engine end
   if engine then
     -- Detach the finalizer first: the engine is freed once, here.
     C.gl_engine_free(ffi.gc(engine, nil))
     engine = nil
   end
   local err = ffi.new("gl_err")
-  local e = C.gl_engine_new(workers, package.path, package.cpath, err)
-  if e == nil then error("gleam: " .. ffi.string(err.msg), 0) end
+  local e = C.gl_engine_new(workers, memory, dir, package.path, package.cpath, err)
+  if e == nil then error(ffi.string(err.msg), 0) end
   engine = ffi.gc(e, C.gl_engine_free)
-  engine_workers = workers
+  engine_key = key
   return engine
 end
 
@@ -536,7 +563,7 @@ end
 local function execute(ds, opts)
   opts = opts or {}
   if opts.master then usererror("run: cluster mode (master) is not available yet") end
-  local e = get_engine(opts.workers)
+  local e = get_engine(opts)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
@@ -550,11 +577,12 @@ end
 
 -- Calls fn(row) for each row of the output, in shard order.
 local function each_row(out, fn)
-  local task, chunk = ffi.new("uint32_t[1]"), ffi.new("size_t[1]")
   for part = 0, out.nparts - 1 do
-    task[0], chunk[0] = 0, 0
+    local rd = C.gl_reader_new(out, part)
+    if rd == nil then error("gleam: out of memory", 0) end
+    rd = ffi.gc(rd, C.gl_reader_free)
     while true do
-      local c = C.gl_output_next(out, part, task, chunk)
+      local c = C.gl_reader_next(rd)
       if c == nil then break end
       local p, i = c.data, 0
       for _ = 1, tonumber(c.nrows) do
@@ -563,6 +591,9 @@ local function each_row(out, fn)
         fn(r)
       end
     end
+    local msg = C.gl_reader_error(rd)
+    C.gl_reader_free(ffi.gc(rd, nil))
+    if msg ~= nil then error(ffi.string(msg), 0) end
   end
 end
 
