@@ -33,7 +33,7 @@ typedef struct gl_stats {
  * target's shards in order (caller frees with gl_output_free) and *stats
  * (if not NULL) its counts. `cancel`, if not NULL, stops the run when it
  * becomes non-zero. Not reentrant: one run at a time per engine. */
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
+int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err);
 
 /* Cores the engine would use by default. */

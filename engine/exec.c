@@ -153,16 +153,24 @@ static void count_reader(gl_run *run, uint32_t s, uint32_t *left)
 }
 
 /* An output is freed when the last stage reading it is done (a dataset
- * read by several steps is kept for all of them). */
+ * read by several steps is kept for all of them), unless the plan keeps it
+ * as a cached dataset's shards. */
+static bool plan_owns(const gl_run *run, uint32_t s)
+{
+    int id = run->stages.v[s].cache_step;
+    return id >= 0 && run->outs[s] && gl_plan_get(run->plan, id)->cached == run->outs[s];
+}
+
 static void release(gl_run *run, uint32_t s, uint32_t *left)
 {
     if (left[s] && --left[s] == 0) {
-        gl_output_free(run->outs[s]);
+        if (!plan_owns(run, s))
+            gl_output_free(run->outs[s]);
         run->outs[s] = NULL;
     }
 }
 
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
+int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err)
 {
     gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel, .store = e->store};
@@ -179,6 +187,13 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         each_input(&run, &run.stages.v[s], count_reader, left);
     for (uint32_t s = 0; s < run.stages.n && !rc; s++) {
         gl_stage *st = &run.stages.v[s];
+        if (st->cache_in) {
+            /* The shards of a cached dataset, from an earlier run: the
+             * plan owns them (release leaves them alone). */
+            run.outs[s] = gl_plan_get(p, st->cache_step)->cached;
+            st_total.stages++;
+            continue;
+        }
         gl_task *tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *tasks);
         run.outs[s] = gl_output_new(st->nparts, st->ntasks, e->store, st->on_disk);
         if (!tasks || !run.outs[s]) {
@@ -218,6 +233,8 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         }
         free_tasks(tasks, st->ntasks);
         each_input(&run, st, release, left);
+        if (!rc && st->cache_step >= 0)
+            gl_plan_cache_put(p, st->cache_step, run.outs[s]); /* kept for later runs */
     }
     if (stats)
         *stats = st_total;
@@ -226,7 +243,8 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         run.outs[run.stages.n - 1] = NULL;
     }
     for (uint32_t s = 0; run.outs && s < run.stages.n; s++)
-        gl_output_free(run.outs[s]);
+        if (!plan_owns(&run, s))
+            gl_output_free(run.outs[s]);
     free(run.outs);
     free(left);
     gl_stages_free(&run.stages);

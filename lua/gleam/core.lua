@@ -40,7 +40,7 @@ gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, con
 void gl_engine_free(gl_engine *e);
 uint32_t gl_engine_workers(const gl_engine *e);
 typedef struct gl_stats { uint64_t skipped; uint32_t stages, tasks; } gl_stats;
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, int *cancel, gl_output **out,
+int gl_engine_run(gl_engine *e, gl_plan *p, int target, int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err);
 uint32_t gl_cores(void);
 
@@ -82,7 +82,7 @@ return {
   builtin = { words = 1, sum = 2, count = 3 },
   param = {
     shards = 0, n = 1, from = 2, to = 3, desc = 4, how = 5, header = 6, sep = 7, types = 8,
-    skip_bad = 9, format = 10, single = 11, hint_bytes = 12, hint_rows = 13,
+    skip_bad = 9, format = 10, single = 11, hint_bytes = 12, hint_rows = 13, persist = 14,
   },
   sparam = { cmd = 0, path = 1, types = 2 },
   how = { inner = 0, left = 1, right = 2, outer = 3 },

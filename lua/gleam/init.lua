@@ -430,6 +430,29 @@ function Dataset:hint(h)
   return self
 end
 
+-- cache(): the first run that computes this dataset keeps its shards (in
+-- memory within the budget, else in LMDB) and later runs of this flow in
+-- the same process read them instead of computing it again. on_disk(): its
+-- shards are written to LMDB and synced to the disk when computed, instead
+-- of being held in memory. Both return the dataset; uncache() drops the
+-- kept shards (and the mark).
+local function persist(ds, cache, disk)
+  local marks = ds.flow.persist or {}
+  ds.flow.persist = marks
+  local m = marks[ds.id] or { cache = false, disk = false }
+  if cache ~= nil then m.cache = cache end
+  if disk ~= nil then m.disk = disk end
+  marks[ds.id] = m
+  local v = (m.cache and 1 or 0) + (m.disk and 2 or 0)
+  local rc = C.gl_plan_set_int(ds.flow.plan, ds.id, PARAM.persist, v)
+  if rc ~= 0 then usererror("cache: cannot mark dataset (code " .. rc .. ")") end
+  return ds
+end
+
+function Dataset:cache() return persist(self, true, nil) end
+function Dataset:uncache() return persist(self, false, nil) end
+function Dataset:on_disk() return persist(self, nil, true) end
+
 -- Wide steps -----------------------------------------------------------------
 
 -- reduce_by_key(f, {key, shards}): for rows (key, v1..vn), f(a1..an,
