@@ -115,12 +115,32 @@ static int sink_push(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows
     return 0;
 }
 
+static int op_init(gl_opr *op);
+static void op_destroy(gl_opr *op);
+
+/* Pushes a batch to op. A map-side combine that has grown past the task's
+ * share of the budget emits its partial results and starts again: they
+ * merge after the shuffle like those of any other task. */
+static int push_to(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    int rc = op->push(op, rows, len, nrows);
+    gl_store *st = op->t->run->store;
+    if (!rc && op->held && st && op->held(op) > gl_store_op_share(st)) {
+        rc = op->finish(op);
+        if (!rc) {
+            op_destroy(op);
+            rc = op_init(op);
+        }
+    }
+    return rc;
+}
+
 int gl_op_emit(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     if (stopped(op->t))
         return GL_ECANCEL;
     if (op->next)
-        return op->next->push(op->next, rows, len, nrows);
+        return push_to(op->next, rows, len, nrows);
     return sink_push(op->t, rows, len, nrows);
 }
 
@@ -140,7 +160,7 @@ static int input_emit(void *ctx, const uint8_t *rows, size_t len, uint64_t nrows
     if (stopped(t))
         return GL_ECANCEL;
     if (t->st->nops)
-        return t->ops[0].push(&t->ops[0], rows, len, nrows);
+        return push_to(&t->ops[0], rows, len, nrows);
     return sink_push(t, rows, len, nrows);
 }
 
