@@ -14,6 +14,7 @@ struct gl_store {
     uint64_t op_share;
     uint32_t workers;
     _Atomic uint64_t used;     /* bytes of chunks in memory */
+    _Atomic uint64_t read;     /* bytes read from LMDB, for drop_map */
     atomic_uint next_id;       /* output ids, for LMDB keys */
     pthread_mutex_t lock;      /* opening the environment */
     atomic_bool opened;
@@ -22,6 +23,7 @@ struct gl_store {
     int lockfd;
     MDB_env *env;
     MDB_dbi dbi;
+    uintptr_t map, mapend;     /* the LMDB map's address range */
     gl_err open_err;           /* why opening failed, once it has */
 };
 

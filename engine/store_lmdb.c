@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 static uint64_t phys_memory(void)
@@ -120,6 +121,34 @@ static size_t map_size(const char *dir)
     return (size_t)size;
 }
 
+/* The map's address range, for madvise. LMDB does not say where it mapped
+ * (mdb_env_info's me_mapaddr is only set for MDB_FIXEDMAP), so it is looked
+ * up in /proc/self/maps by the data file's device and inode. Not found: no
+ * pages are dropped, which costs memory, not correctness. */
+static void find_map(gl_store *s)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", s->dir);
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f || stat(path, &st)) {
+        if (f)
+            fclose(f);
+        return;
+    }
+    char line[4096 + 128];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b, ino;
+        unsigned maj, min;
+        if (sscanf(line, "%lx-%lx %*s %*s %x:%x %lu", &a, &b, &maj, &min, &ino) == 5 && ino == st.st_ino &&
+            makedev(maj, min) == st.st_dev && b - a > (unsigned long)(s->mapend - s->map)) {
+            s->map = a;
+            s->mapend = b;
+        }
+    }
+    fclose(f);
+}
+
 static int open_env(gl_store *s, gl_err *err)
 {
     if (!s->dir) {
@@ -153,6 +182,7 @@ static int open_env(gl_store *s, gl_err *err)
         return lmdb_error(s, rc, "cannot open the LMDB environment", err);
     int dead;
     mdb_reader_check(s->env, &dead);
+    find_map(s);
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
         return lmdb_error(s, rc, "cannot begin a transaction", err);
@@ -235,6 +265,8 @@ int gl_lmdb_put(gl_output *o, size_t cell, uint32_t seq, const gl_chunk *c, size
     return 0;
 }
 
+static void drop_map(gl_store *s);
+
 void gl_lmdb_delete(gl_output *o)
 {
     gl_store *s = o->store;
@@ -257,8 +289,10 @@ void gl_lmdb_delete(gl_output *o)
     }
     mdb_cursor_close(cur);
     /* A failed delete leaves garbage the next open clears: nothing to report. */
-    if (mdb_txn_commit(txn))
-        return;
+    mdb_txn_commit(txn);
+    /* Deleting read the first page of every value, and each fault mapped
+     * its 64 KiB window. */
+    drop_map(s);
 }
 
 struct gl_reader {
@@ -281,18 +315,40 @@ gl_reader *gl_reader_new(const gl_output *o, uint32_t part)
     return r;
 }
 
+/* Every DROP_EVERY bytes read from LMDB, the whole used part of the map
+ * is dropped from the process too: LMDB's own reads (tree pages, the
+ * edges of values) add up otherwise. Pages a reader is using fault back in
+ * from the page cache at the same address, so no pointer goes stale. */
+#define DROP_EVERY (8u << 20)
+#define FAULT_AROUND ((uintptr_t)64 << 10)
+
+static void drop_map(gl_store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (!s->map || mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
+        return;
+    uintptr_t used = (uintptr_t)(info.me_last_pgno + 1) * st.ms_psize;
+    madvise((void *)s->map, used < s->mapend - s->map ? used : s->mapend - s->map, MADV_DONTNEED);
+}
+
 /* The reader is done with the pages of its last LMDB chunk: drop them from
  * the process (the file and page cache keep them), so reading a spilled
  * shard does not add its size to the resident set. */
 static void drop_pages(gl_reader *r)
 {
-    static long pagesize;
     if (!r->droplen)
         return;
-    if (!pagesize)
-        pagesize = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (r->drop + (uintptr_t)pagesize - 1) & ~((uintptr_t)pagesize - 1);
-    uintptr_t b = (r->drop + r->droplen) & ~((uintptr_t)pagesize - 1);
+    /* Outward to FAULT_AROUND: a fault maps the page-cache pages of its
+     * whole 64 KiB window, neighbours included. A neighbour some reader is
+     * using faults back in. */
+    const gl_store *s = r->o->store;
+    uintptr_t a = r->drop & ~(FAULT_AROUND - 1);
+    uintptr_t b = (r->drop + r->droplen + FAULT_AROUND - 1) & ~(FAULT_AROUND - 1);
+    if (a < s->map)
+        a = s->map;
+    if (b > s->mapend)
+        b = s->mapend;
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
     r->droplen = 0;
@@ -329,6 +385,9 @@ const gl_chunk *gl_reader_next(gl_reader *r)
             r->view = (gl_chunk){(uint8_t *)val.mv_data + 8, val.mv_size - 8, 0, nrows};
             r->drop = (uintptr_t)val.mv_data;
             r->droplen = val.mv_size;
+            uint64_t was = atomic_fetch_add(&st->read, val.mv_size);
+            if (was / DROP_EVERY != (was + val.mv_size) / DROP_EVERY)
+                drop_map(st);
             return &r->view;
         }
         size_t m = r->chunk - s->ndisk;
