@@ -13,6 +13,7 @@ local core = require "gleam.core"
 local codec = require "gleam.codec"
 local closure = require "gleam.closure"
 local gfn = require "gleam.fn"
+local pretty = require "gleam.pretty"
 
 local C = core.C
 local STEP, PARAM, BUILTIN, SPARAM, HOW, FORMAT =
@@ -23,7 +24,10 @@ pcall(ffi.cdef, "int getpid(void);")
 pcall(ffi.cdef, "int access(const char *path, int mode);")
 
 -- Settings the CLI and callers may change before the first run.
-gleam.config = { workers = 0 }
+-- workers: worker threads (0: one per core). cancel: nil, or an `int *`
+-- that a driver (the REPL's Ctrl-C) sets non-zero to stop the running job;
+-- the run then fails with "cancelled".
+gleam.config = { workers = 0, cancel = nil }
 
 -- Where the user called us from: the first stack frame outside gleam's own
 -- modules, as "file:line". Levels would break on tail calls; this does not.
@@ -93,9 +97,15 @@ end
 
 local engine, engine_workers
 
-local function get_engine(workers)
+-- The worker count a run with this option would use.
+local function worker_count(workers)
   workers = workers or gleam.config.workers or 0
   if workers == 0 then workers = tonumber(C.gl_cores()) end
+  return workers
+end
+
+local function get_engine(workers)
+  workers = worker_count(workers)
   if engine and engine_workers == workers then return engine end
   if engine then
     -- Detach the finalizer first: the engine is freed once, here.
@@ -540,7 +550,7 @@ local function execute(ds, opts)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
-  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, nil, out, stats, err)
+  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
   if rc ~= 0 then error(ffi.string(err.msg), 0) end
   if stats.skipped > 0 then
     io.stderr:write(string.format("gleam: warning: skipped %d malformed input lines\n", tonumber(stats.skipped)))
@@ -700,6 +710,36 @@ function Dataset:save(path, opts)
     usererror("save: cannot move the output into place: " .. tostring(rerr))
   end
   return path
+end
+
+-- explain(): how this dataset would be computed, as text: its stages, what
+-- each reads, the steps it runs (with the lines that made them) and its
+-- shard counts. Plans without running (text sources are globbed, so a
+-- missing input is an error here too).
+function Dataset:explain(opts)
+  opts = check_opts("explain", opts)
+  local buf = ffi.new("gl_buf")
+  local err = ffi.new("gl_err")
+  local rc = C.gl_plan_explain(self.flow.plan, self.id, worker_count(opts.workers), buf, err)
+  local text = rc == 0 and ffi.string(buf.data, buf.len) or nil
+  C.gl_buf_free(buf)
+  if rc ~= 0 then usererror("explain: " .. ffi.string(err.msg)) end
+  return text
+end
+
+-- show(n): prints the first n rows (default 20) on stdout as an aligned
+-- table, running the flow only up to a limit(n) of this dataset.
+function Dataset:show(n, opts)
+  n = n or 20
+  if type(n) ~= "number" then argerror("show", "a row count (number)", type(n)) end
+  check_count("show", "n", n, 0)
+  local rows = self:limit(n):collect(opts)
+  io.stdout:write(pretty.rows(rows, n))
+end
+
+-- True for a dataset (what flow and dataset methods return).
+function gleam.is_dataset(v)
+  return getmetatable(v) == Dataset
 end
 
 function Dataset:__tostring()
