@@ -7,15 +7,19 @@
  * read (our getc returns -1), the unfinished input is dropped and a fresh
  * prompt shown. While a line is evaluated it sets the int at cancel_flag,
  * which the engine polls between batches (gleam.config.cancel), and sets a
- * Lua hook that raises "interrupted" in driver-side Lua; a second Ctrl-C
- * in the same evaluation leaves the REPL. The handler only touches
- * sig_atomic_t and atomic flags, and lua_sethook, which is meant to be
- * called from a signal handler (lua.c and luajit.c do). */
+ * Lua hook that raises "interrupted (Ctrl-C)" in driver-side Lua; a
+ * second Ctrl-C in the same evaluation leaves the REPL (a worker stuck in
+ * one long row does not see the flag). The handler only touches
+ * sig_atomic_t and atomic flags, write(2), pthread_kill (a SIGINT a
+ * worker thread got is passed to the main thread) and lua_sethook, which
+ * is meant to be called from a signal handler (lua.c and luajit.c do). */
 #include <lauxlib.h>
 #include <lua.h>
 
 #include <errno.h>
 #include <histedit.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -249,6 +253,19 @@ static int l_lineedit_loop(lua_State *L)
     lua_getfield(L, 1, "history");
     r.history_path = lua_tostring(L, -1); /* kept on the stack below */
     main_thread = pthread_self();
+    /* The editor reads characters as the user's locale says; in the plain
+     * C locale (no LANG) as UTF-8, which terminals send, rather than
+     * dropping every non-ASCII byte. Only this thread, and only while
+     * editing: evaluation keeps the process's C locale, so Lua's %a and
+     * friends match the same bytes here as under gleam run. */
+    locale_t loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+    if (!loc || !strcmp(nl_langinfo_l(CODESET, loc), "ANSI_X3.4-1968")) {
+        if (loc)
+            freelocale(loc);
+        loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    }
+    if (loc)
+        uselocale(loc);
 
     struct sigaction sa, old_int, old_winch;
     memset(&sa, 0, sizeof sa);
@@ -301,7 +318,10 @@ static int l_lineedit_loop(lua_State *L)
         atomic_store(&cancel_flag, 0);
         hook_state = L;
         evaluating = 1;
+        uselocale(LC_GLOBAL_LOCALE);
         int failed = call(&r, "feed", 1, 1);
+        if (loc)
+            uselocale(loc);
         evaluating = 0;
         hook_state = NULL;
         lua_sethook(L, NULL, 0, 0);
@@ -318,6 +338,9 @@ static int l_lineedit_loop(lua_State *L)
     el_end(r.el);
     if (r.hist)
         history_end(r.hist);
+    uselocale(LC_GLOBAL_LOCALE);
+    if (loc)
+        freelocale(loc);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGWINCH, &old_winch, NULL);
     lua_pushinteger(L, 0);

@@ -209,7 +209,7 @@ local function start(workers)
     "echo \"[exited $?]\"; sleep 600",
     h.quote(h.source_dir), h.quote(t.home), h.quote(h.bin), workers)
   -- tmux itself without the sanitizer build's LD_PRELOAD (gleam has its own).
-  local out, ok = h.sh(string.format("env -u LD_PRELOAD tmux -S %s -f /dev/null new-session -d -x 100 -y 80 %s",
+  local out, ok = h.sh(string.format("env -u LD_PRELOAD -u LANG -u LC_ALL -u LC_CTYPE tmux -S %s -f /dev/null new-session -d -x 100 -y 80 %s",
     h.quote(t.sock), h.quote(cmd)))
   assert(ok, "tmux new-session failed: " .. out)
   return t
@@ -273,8 +273,27 @@ function Term:cursor_row()
   return tonumber((self:tmux("display-message -p '#{cursor_y}'")))
 end
 
+-- Types a line and waits until it is taken (the cursor has left it; the
+-- pane has no scrollback yet, so the cursor's row counts the lines above),
+-- not for the prompt: for a job to interrupt.
+function Term:start_line(text)
+  self:tmux("send-keys -l " .. h.quote(text))
+  self:tmux("send-keys Enter")
+  self:wait(function(s)
+    local _, nl = s:gsub("\n", "")
+    return s:find(text, 1, true) and self:cursor_row() == nl
+  end, "the line to be taken: " .. text)
+end
+
 function Term:keys(keys)
   self:tmux("send-keys " .. keys)
+end
+
+-- A REPL with `workers` workers in a new tmux server, at its first prompt.
+local function start_repl(workers)
+  local t = start(workers)
+  t:wait(at_prompt, "the first prompt")
+  return t
 end
 
 -- The README's session: lines from the block after the test comment.
@@ -295,8 +314,7 @@ describe("gleam repl in a terminal", function()
   it("reproduces the README's session", function()
     if not tmux_ok() then pending("tmux is not installed") return end
     local want = readme_session()
-    t = start(2)
-    t:wait(at_prompt, "the first prompt")
+    t = start_repl(2)
     -- Type each input line of the README; Ctrl-C where it shows ^C, Ctrl-D at ^D.
     local lines = {}
     for line in want:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
@@ -305,14 +323,7 @@ describe("gleam repl in a terminal", function()
       if typed == "^D" then
         t:keys("C-d")
       elseif typed and lines[i + 1] == "^C" then
-        t:tmux("send-keys -l " .. h.quote(typed))
-        t:keys("Enter")
-        -- the line is taken once the cursor has left it (the pane has no
-        -- scrollback yet, so the cursor's row counts the lines above it)
-        t:wait(function(s)
-          local _, nl = s:gsub("\n", "")
-          return s:find(typed, 1, true) and t:cursor_row() == nl
-        end, "the job to start")
+        t:start_line(typed)
         sleep(0.2)
         t:keys("C-c")
         t:wait(at_prompt, "the prompt after Ctrl-C")
@@ -335,8 +346,7 @@ describe("gleam repl in a terminal", function()
 
   it("completes with Tab, clears a line with Ctrl-C, shows errors and goes on", function()
     if not tmux_ok() then pending("tmux is not installed") return end
-    t = start(2)
-    t:wait(at_prompt, "the first prompt")
+    t = start_repl(2)
     t:line("ds = f:range(1, 100)")
     -- one candidate: completed in place
     t:tmux("send-keys -l 'ds:cou'")
@@ -360,12 +370,30 @@ describe("gleam repl in a terminal", function()
     -- Ctrl-C at the prompt drops the line
     t:keys("C-c")
     t:wait(function(s) return s:find("gleam.fn.words^C\n", 1, true) and at_prompt(s) end, "a fresh prompt")
+    -- UTF-8 typed in the C locale stays UTF-8
+    t:line("s = 'h\195\169llo'")
+    screen = t:line("#s, s")
+    has(screen, "\n6\n\"h\195\169llo\"\n")
     -- an error, then the session goes on with its variables
     screen = t:line("error('oops')")
-    has(screen, "gleam: stdin:3: oops\n")
+    has(screen, "gleam: stdin:5: oops\n")
     screen = t:line("ds:filter(function(x) return x > 90 end):count()")
     has(screen, "\n10\n")
     t:keys("C-d")
     t:wait_text("[exited 0]")
+  end)
+
+  it("leaves on a second Ctrl-C when a job does not stop at the first", function()
+    if not tmux_ok() then pending("tmux is not installed") return end
+    t = start_repl(1)
+    -- a worker busy in one row: the engine only sees the cancel between batches
+    t:line("spin = function(x) local t = os.time() while os.time() - t < 60 do end return x end")
+    t:start_line("f:range(1):map(spin):count()")
+    sleep(0.5)
+    t:keys("C-c")
+    sleep(0.3)
+    t:keys("C-c")
+    local screen = t:wait_text("[exited 130]")
+    has(screen, "gleam: interrupted twice; leaving the REPL\n")
   end)
 end)

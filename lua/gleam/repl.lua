@@ -40,7 +40,7 @@ end
 M.HELP_COMMANDS = {
   { ".help", "this list" },
   { ".exit", "leave the REPL (Ctrl-D does too)" },
-  { "Ctrl-C", "cancel the running job, or clear the line being typed" },
+  { "Ctrl-C", "cancel the running job (twice: leave), or clear the line" },
   { "Tab", "complete a name, a table field (a.b.) or a method (ds:)" },
 }
 M.HELP_FLOW = {
