@@ -43,6 +43,16 @@ describe("the evaluator", function()
     assert.equals("{ { 3 }, { 12 }, { 27 }, { 48 } }\nnil\nnil\n3\n", out)
   end)
 
+  it("keeps every top-level local of an input, and no nested one", function()
+    local s, written = session()
+    assert.equals("ok", s:feed("local a = 1 local b = a + 1 do local c = 3 end local d"))
+    assert.equals("ok", s:feed("local print = print; local e = function() local g = 7 return g end"))
+    assert.equals("ok", s:feed("a, b, c, d, e(), g, print == _G.print"))
+    local out, err = written()
+    assert.equals("", err)
+    assert.equals("1\n2\nnil\nnil\n7\nnil\ntrue\n", out)
+  end)
+
   it("continues an unfinished statement and runs it whole", function()
     local s, written = session()
     assert.equals("more", s:feed("local t = {"))
@@ -86,6 +96,34 @@ describe("the evaluator", function()
     assert.same({ "tbl" }, s:complete("tb"))
     assert.same({ "string.format" }, s:complete("string.form"))
     assert.same({}, s:complete("nothing.here"))
+  end)
+end)
+
+describe("gleam.toplocal.rewrite", function()
+  local rewrite = require("gleam.toplocal").rewrite
+  it("makes top-level locals assignments and lists their names", function()
+    local cases = {
+      { "local a, b = 1, 2", "a, b = 1, 2", "a,b" },
+      { "local c", "c = nil", "c" },
+      { "local function f() local g = 1 return g end", "function f() local g = 1 return g end", "f" },
+      { "local h = 1 == 1", "h = 1 == 1", "h" },
+      { "if x then local i = 1 else local j = 2 end local k = 1e-5",
+        "if x then local i = 1 else local j = 2 end k = 1e-5", "k" },
+      { "for i = 1, 2 do local l = i end repeat local m = 1 until true",
+        "for i = 1, 2 do local l = i end repeat local m = 1 until true", "" },
+    }
+    for _, c in ipairs(cases) do
+      local out, names = rewrite(c[1])
+      assert.equals(c[2], out)
+      assert.equals(c[3], table.concat(names, ","))
+    end
+  end)
+
+  it("skips strings, long strings and comments", function()
+    local src = "s = 'local a end' -- local b\nt = [==[\nend local c]==] --[[ local d\n]] local e"
+    local out, names = rewrite(src)
+    assert.equals(src:gsub("local e$", "e = nil"), out)
+    assert.equals("e", table.concat(names, ","))
   end)
 end)
 

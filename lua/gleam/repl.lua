@@ -9,12 +9,14 @@
 -- of each input's chunk, and its value read back when the input is done.
 -- So a function typed at the prompt holds `n` or `ds` as an upvalue, which
 -- travels to the workers by value, as a local of a job file does (a global
--- would be nil there). A `local` at the start of an input is made a
--- session variable, so `local ds = f:text(...)` keeps ds for later lines.
+-- would be nil there). A top-level `local` statement of an input is made
+-- an assignment to a session variable (gleam.toplocal), so `local ds =
+-- f:text(...)` keeps ds for later lines.
 local ffi = require "ffi"
 local gleam = require "gleam"
 local core = require "gleam.core"
 local pretty = require "gleam.pretty"
+local toplocal = require "gleam.toplocal"
 
 local M = {}
 
@@ -159,30 +161,6 @@ local function incomplete(err)
   return err ~= nil and err:sub(-7) == "'<eof>'"
 end
 
--- A `local` statement at the start of src, made an assignment to session
--- variables: returns the new source and the names it declares, or nil.
-local function unlocal(src)
-  local lead, rest = src:match("^(%s*)local%s+(.*)$")
-  if not lead then return nil end
-  local fname, after = rest:match("^function%s+([%a_][%w_]*)(.*)$")
-  if fname then return lead .. "function " .. fname .. after, { fname } end
-  local names, pos = {}, 1
-  while true do
-    local name, e = rest:match("^([%a_][%w_]*)%s*()", pos)
-    if not name or KEYWORDS[name] then return nil end
-    names[#names + 1] = name
-    pos = e
-    local comma = rest:match("^,%s*()", pos)
-    if not comma then break end
-    pos = comma
-  end
-  local tail = rest:sub(pos)
-  if tail:match("^=[^=]") or tail == "=" then
-    return lead .. table.concat(names, ", ") .. " " .. tail, names
-  end
-  return lead .. table.concat(names, ", ") .. " = nil " .. tail, names
-end
-
 -- Compiles src (an input; first_line is its first line's number for
 -- messages) into a runnable. Returns it, or nil and the error, and true
 -- when the input is only unfinished.
@@ -199,8 +177,8 @@ function Session:compile(src, first_line)
     -- (padded so a syntax error names the input's real line)
     local _, err = loadstring(string.rep("\n", (first_line or 1) - 1) .. body, name)
     if err then return nil, err, incomplete(err) end
-    local rewritten, names = unlocal(body)
-    if rewritten and loadstring(rewritten, name) then body, declared = rewritten, names end
+    local rewritten, names = toplocal.rewrite(body)
+    if #names > 0 and loadstring(rewritten, name) then body, declared = rewritten, names end
   end
   -- The names made locals: the latest MAX_LOCALS, with those this input declares.
   local locals, seen = {}, {}
@@ -259,8 +237,12 @@ end
 
 -- Runs a compiled input. Returns true, or false and the error message.
 function Session:run(c)
+  -- A name new to the session starts as the global of that name, so
+  -- `local print = print` keeps print.
   local vals = { pack }
-  for i, n in ipairs(c.locals) do vals[i + 1] = self.vars[n] end
+  for i, n in ipairs(c.locals) do
+    if self.known[n] then vals[i + 1] = self.vars[n] else vals[i + 1] = rawget(_G, n) end
+  end
   local res = { pcall(c.chunk, unpack(vals, 1, #c.locals + 1)) }
   if not res[1] then return false, message(res[2]) end
   local body = res[2]
