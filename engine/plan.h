@@ -216,6 +216,12 @@ typedef struct gl_stages {
 int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err);
 void gl_stages_free(gl_stages *s);
 
+/* Appends to *out a few lines of text describing how the flow ending at
+ * `target` would run on `workers` workers: its stages, what each reads,
+ * its ops (step names and the user's lines) and its output shards
+ * (explain.c). Plans without running; *out is the caller's. */
+int gl_plan_explain(const gl_plan *p, int target, uint32_t workers, gl_buf *out, gl_err *err);
+
 /* Text sources (source_text.c): globs the patterns and splits the files into
  * ntasks lists of pieces (ntasks 0: chosen from the total size). */
 int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err);

@@ -7,6 +7,7 @@ local ffi = require "ffi"
 ffi.cdef [[
 typedef struct gl_buf { uint8_t *data; size_t len; size_t cap; } gl_buf;
 int gl_buf_grow(gl_buf *b, size_t extra);
+void gl_buf_free(gl_buf *b);
 
 typedef struct gl_err { int code; char msg[1024]; } gl_err;
 
@@ -33,6 +34,7 @@ int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
 int gl_plan_add_input(gl_plan *p, int id, int input);
 int gl_save_remove(const char *path, gl_err *err);
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
+int gl_plan_explain(const gl_plan *p, int target, uint32_t workers, gl_buf *out, gl_err *err);
 
 typedef struct gl_engine gl_engine;
 gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, const char *lua_path,

@@ -13,6 +13,7 @@ local core = require "gleam.core"
 local codec = require "gleam.codec"
 local closure = require "gleam.closure"
 local gfn = require "gleam.fn"
+local pretty = require "gleam.pretty"
 
 local C = core.C
 local STEP, PARAM, BUILTIN, SPARAM, HOW, FORMAT =
@@ -25,8 +26,10 @@ pcall(ffi.cdef, "int access(const char *path, int mode);")
 -- Settings the CLI and callers may change before the first run: worker
 -- threads (0: one per core), the memory budget (bytes or a size such as
 -- "256M"; 0: half of physical memory) and the directory of the on-disk
--- store (nil: a temporary one, removed at exit).
-gleam.config = { workers = 0, memory = 0, dir = nil }
+-- store (nil: a temporary one, removed at exit). cancel: nil, or an
+-- `int *` that a driver (the REPL's Ctrl-C) sets non-zero to stop the
+-- running job; the run then fails with "cancelled".
+gleam.config = { workers = 0, memory = 0, dir = nil, cancel = nil }
 
 local UNITS = { [""] = 1, K = 2 ^ 10, M = 2 ^ 20, G = 2 ^ 30, T = 2 ^ 40 }
 
@@ -115,9 +118,15 @@ local engine, engine_key
 
 -- The engine for these settings (opts: run's options, over gleam.config);
 -- a change of workers, memory or directory makes a new one.
-local function get_engine(opts)
-  local workers = opts.workers or gleam.config.workers or 0
+-- The worker count a run with this option would use.
+local function worker_count(workers)
+  workers = workers or gleam.config.workers or 0
   if workers == 0 then workers = tonumber(C.gl_cores()) end
+  return workers
+end
+
+local function get_engine(opts)
+  local workers = worker_count(opts.workers)
   local memory, why = gleam.parse_size(opts.memory or gleam.config.memory or 0)
   if not memory then usererror("memory: " .. why) end
   local dir = opts.dir or gleam.config.dir
@@ -590,7 +599,7 @@ local function execute(ds, opts)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
-  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, nil, out, stats, err)
+  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
   if rc ~= 0 then error(ffi.string(err.msg), 0) end
   if stats.skipped > 0 then
     io.stderr:write(string.format("gleam: warning: skipped %d malformed input lines\n", tonumber(stats.skipped)))
@@ -754,6 +763,36 @@ function Dataset:save(path, opts)
     usererror("save: cannot move the output into place: " .. tostring(rerr))
   end
   return path
+end
+
+-- explain(): how this dataset would be computed, as text: its stages, what
+-- each reads, the steps it runs (with the lines that made them) and its
+-- shard counts. Plans without running (text sources are globbed, so a
+-- missing input is an error here too).
+function Dataset:explain(opts)
+  opts = check_opts("explain", opts)
+  local buf = ffi.new("gl_buf")
+  local err = ffi.new("gl_err")
+  local rc = C.gl_plan_explain(self.flow.plan, self.id, worker_count(opts.workers), buf, err)
+  local text = rc == 0 and ffi.string(buf.data, buf.len) or nil
+  C.gl_buf_free(buf)
+  if rc ~= 0 then usererror("explain: " .. ffi.string(err.msg)) end
+  return text
+end
+
+-- show(n): prints the first n rows (default 20) on stdout as an aligned
+-- table, running the flow only up to a limit(n) of this dataset.
+function Dataset:show(n, opts)
+  n = n or 20
+  if type(n) ~= "number" then argerror("show", "a row count (number)", type(n)) end
+  check_count("show", "n", n, 0)
+  local rows = self:limit(n):collect(opts)
+  io.stdout:write(pretty.rows(rows, n))
+end
+
+-- True for a dataset (what flow and dataset methods return).
+function gleam.is_dataset(v)
+  return getmetatable(v) == Dataset
 end
 
 function Dataset:__tostring()
