@@ -137,6 +137,40 @@ int gl_cmp_next(const uint8_t **a, const uint8_t *ea, const uint8_t **b, const u
     return 0;
 }
 
+uint64_t gl_cmp_prefix(const uint8_t *p, const uint8_t *end)
+{
+    gl_mpk_head h;
+    if (!gl_mpk_head_read(p, end, &h))
+        return 0;
+    uint64_t v = 0;
+    switch (h.cls) {
+    case GL_MPK_BOOL:
+        v = h.b;
+        break;
+    case GL_MPK_NUM: {
+        double d = h.num.kind == GL_NUM_INT    ? (double)h.num.v.i
+                   : h.num.kind == GL_NUM_UINT ? (double)h.num.v.u
+                                               : h.num.v.d;
+        if (d != d)
+            d = NAN; /* one NaN, above every number */
+        else if (d == 0)
+            d = 0; /* -0 == 0 */
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        bits = bits >> 63 ? ~bits : bits | (1ull << 63);
+        v = bits >> 8;
+        break;
+    }
+    case GL_MPK_STR:
+        for (uint32_t i = 0; i < 7; i++)
+            v = v << 8 | (i < h.n ? h.body[i] : 0);
+        break;
+    default:
+        break;
+    }
+    return (uint64_t)h.cls << 56 | v;
+}
+
 int gl_cmp_seq(const uint8_t *a, const uint8_t *ea, const uint8_t *b, const uint8_t *eb, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {

@@ -20,6 +20,13 @@ int gl_cmp_next(const uint8_t **a, const uint8_t *ea, const uint8_t **b, const u
 /* Compares two sequences of n values each. */
 int gl_cmp_seq(const uint8_t *a, const uint8_t *ea, const uint8_t *b, const uint8_t *eb, uint32_t n);
 
+/* A 64-bit summary of the value at p that agrees with the order where it
+ * can: if gl_cmp_prefix(a) < gl_cmp_prefix(b) then a < b. Equal prefixes
+ * say nothing (compare the values). The top byte is the class; strings
+ * keep their first 7 bytes, numbers the top 56 bits of an order-preserving
+ * form of their double value. */
+uint64_t gl_cmp_prefix(const uint8_t *p, const uint8_t *end);
+
 /* Hashes the value at *p and advances past it. */
 uint64_t gl_hash_next(const uint8_t **p, const uint8_t *end, uint64_t seed);
 

@@ -11,13 +11,17 @@
  * read in place from the map). The order is total over row bytes, so the
  * merge gives exactly the rows the in-memory sort would. */
 #define _GNU_SOURCE
+#include "compare.h"
 #include "task.h"
 
 #include <stdlib.h>
 
+/* A row in the arena, with an order-preserving prefix of its first key
+ * field (gl_cmp_prefix): most comparisons end at the prefix. */
 typedef struct ent {
     size_t off;
     size_t len;
+    uint64_t pfx;
 } ent;
 
 typedef struct sortst {
@@ -41,12 +45,30 @@ static int cmp_ent(const void *x, const void *y, void *arg)
 {
     const cmpctx *c = arg;
     const ent *a = x, *b = y;
+    if (a->pfx != b->pfx)
+        return (a->pfx < b->pfx) != c->desc ? -1 : 1;
     const uint8_t *pa = c->base + a->off, *pb = c->base + b->off;
     int r = gl_row_cmp(pa, pa + a->len, pb, pb + b->len, c->key, false);
     if (r)
         return c->desc ? -r : r;
     static const gl_keyspec none;
     return gl_row_cmp(pa, pa + a->len, pb, pb + b->len, &none, true);
+}
+
+static uint64_t prefix(const gl_opdesc *d, const uint8_t *row, const uint8_t *end)
+{
+    const uint8_t *fs, *fe;
+    if (d->key.n == GL_KEY_ROW) {
+        /* The row is an array: its first item decides first (none: it is
+         * the least, and 0 is the least prefix). */
+        uint32_t n;
+        fs = gl_row_fields(row, end, &n);
+        return n ? gl_cmp_prefix(fs, end) : 0;
+    }
+    if (!d->key.n)
+        return 0;
+    gl_row_field(row, end, d->key.f[0], &fs, &fe);
+    return gl_cmp_prefix(fs, fe);
 }
 
 static void sort_all(gl_opr *op)
@@ -136,7 +158,7 @@ static int sort_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows
             s->v = v;
             s->cap = cap;
         }
-        s->v[s->n++] = (ent){base + (size_t)(row - rows), (size_t)(p - row)};
+        s->v[s->n++] = (ent){base + (size_t)(row - rows), (size_t)(p - row), prefix(op->d, row, p)};
     }
     if (s->top && s->n >= 2 * (s->keep > 1024 ? s->keep : 1024) && compact(op))
         return gl_err_set(&op->t->err, GL_ENOMEM, "top: out of memory");

@@ -907,6 +907,51 @@ describe("sinks", function()
     end
   end)
 
+  it("printf's C path (text, %s, %d, %%) prints what string.format prints", function()
+    -- Rows of every kind under formats the C path takes: it must hand the
+    -- rows it cannot render (doubles, large numbers, booleans, nil, short
+    -- rows) to Lua, byte for byte as string.format would print them.
+    local job = [[
+local gleam = require "gleam"
+local ffi = require "ffi"
+local vals = { "a", "tab\there", "", "%d", 0, -1, 7, 2^31, -(2^40), 99999999999999, 100000000000000,
+  -100000000000000, 2^53 - 1, 2^53, 1.5, -0.25, 1e300, ffi.new("int64_t", -5), ffi.new("int64_t", 2^60) }
+local rows = {}
+for i = 1, #vals do
+  for j = 1, #vals do rows[#rows + 1] = { vals[i], vals[j], n = 2 } end
+end
+local fmt = arg[1]
+local got = {}
+gleam.flow():rows(rows, { shards = 3 }):printf(fmt):run()
+]]
+    for _, fmt in ipairs({ "%s\t%s\n", "<%s|%%|%s>\n", "%s\n", "x%%y\n" }) do
+      local res = h.run_job(job, { args = { fmt } })
+      assert.equals("", res.stderr)
+      assert.equals(0, res.status)
+      -- the oracle: string.format on the same rows, in the same order
+      local ffi = require "ffi"
+      local vals = { "a", "tab\there", "", "%d", 0, -1, 7, 2^31, -(2^40), 99999999999999, 100000000000000,
+        -100000000000000, 2^53 - 1, 2^53, 1.5, -0.25, 1e300, ffi.new("int64_t", -5), ffi.new("int64_t", 2^60) }
+      local want = {}
+      for i = 1, #vals do
+        for j = 1, #vals do
+          local a, b = vals[i], vals[j]
+          if type(a) == "cdata" then a = tostring(a):match("^(%-?%d+)") end
+          if type(b) == "cdata" then b = tostring(b):match("^(%-?%d+)") end
+          want[#want + 1] = string.format(fmt, a, b)
+        end
+      end
+      assert.equals(table.concat(want), res.stdout)
+    end
+    -- %d: integers through C, a double through Lua (which truncates)
+    local res = h.run_job([[
+local gleam = require "gleam"
+gleam.flow():rows({ { 1 }, { -42 }, { 2^53 }, { 2.75 } }):printf("%d;"):run()
+]])
+    assert.equals("", res.stderr)
+    assert.equals(string.format("%d;%d;%d;%d;", 1, -42, 2^53, 2.75), res.stdout)
+  end)
+
   it("run runs a flow with no driver-side sink", function()
     for _, w in ipairs(h.WORKERS) do
       assert.has_no.errors(function() gleam.flow("r"):range(100):map(function(i) return i end):run { workers = w } end)

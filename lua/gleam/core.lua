@@ -33,6 +33,7 @@ int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v);
 int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
 int gl_plan_add_input(gl_plan *p, int id, int input);
 int gl_save_remove(const char *path, gl_err *err);
+int64_t gl_printf_rows(const char *fmt, const uint8_t *p, size_t len, uint64_t nrows, size_t *off);
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
 int gl_plan_explain(const gl_plan *p, int target, uint32_t workers, gl_buf *out, gl_err *err);
 

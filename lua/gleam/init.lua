@@ -22,6 +22,7 @@ local STEP, PARAM, BUILTIN, SPARAM, HOW, FORMAT =
 local gleam = { fn = gfn, version = ffi.string(C.gleam_version()) }
 pcall(ffi.cdef, "int getpid(void);")
 pcall(ffi.cdef, "int access(const char *path, int mode);")
+pcall(ffi.cdef, "char *strerror(int errnum);")
 
 -- Settings the CLI and callers may change before the first run: worker
 -- threads (0: one per core), the memory budget (bytes or a size such as
@@ -607,8 +608,10 @@ local function execute(ds, opts)
   return ffi.gc(out[0], C.gl_output_free), stats
 end
 
--- Calls fn(row) for each row of the output, in shard order.
-local function each_row(out, fn)
+-- Calls fn(row) for each row of the output, in shard order. fast, if
+-- given, is fast(chunk, off) -> rows done, new off: it handles rows in
+-- place from byte off, and fn gets the rows it leaves.
+local function each_row(out, fn, fast)
   for part = 0, out.nparts - 1 do
     local rd = C.gl_reader_new(out, part)
     if rd == nil then error("gleam: out of memory", 0) end
@@ -617,10 +620,19 @@ local function each_row(out, fn)
       local c = C.gl_reader_next(rd)
       if c == nil then break end
       local p, i = c.data, 0
-      for _ = 1, tonumber(c.nrows) do
-        local r
-        r, i = codec.row_at(p, i)
-        fn(r)
+      local left = tonumber(c.nrows)
+      while left > 0 do
+        if fast then
+          local done
+          done, i = fast(c, i, left)
+          left = left - done
+        end
+        if left > 0 then
+          local r
+          r, i = codec.row_at(p, i)
+          fn(r)
+          left = left - 1
+        end
       end
     end
     local msg = C.gl_reader_error(rd)
@@ -632,8 +644,9 @@ end
 local pending = {}
 
 -- A dataset with a driver-side action, run by :run().
-local function with_action(ds, action, what)
-  local d = setmetatable({ flow = ds.flow, id = ds.id, step = what, where = caller(), action = action }, Dataset)
+local function with_action(ds, action, what, fast)
+  local d = setmetatable({ flow = ds.flow, id = ds.id, step = what, where = caller(), action = action,
+    fast = fast }, Dataset)
   pending[d] = true
   return d
 end
@@ -650,7 +663,7 @@ function Dataset:run(opts)
       if not ok then
         error(string.format("%s (%s): %s; row %s", self.step, self.where, tostring(err), codec.show_row(r)), 0)
       end
-    end)
+    end, self.fast)
   end
   return self
 end
@@ -671,6 +684,18 @@ function Dataset:printf(fmt)
   local format, stdout, is_int64 = string.format, io.stdout, codec.is_int64
   local convs = conversions(fmt)
   local args = {}
+  -- Text, %s, %d and %% only: rows go through gl_printf_rows in C.
+  local simple = not fmt:gsub("%%%%", ""):find("%%[^sd]") and not fmt:find("%z")
+  local fast
+  if simple then
+    local off = ffi.new("size_t[1]")
+    fast = function(c, i, left)
+      off[0] = i
+      local done = tonumber(C.gl_printf_rows(fmt, c.data, c.len, left, off))
+      if done < 0 then error("printf: cannot write to stdout: " .. ffi.string(C.strerror(ffi.errno())), 0) end
+      return done, tonumber(off[0])
+    end
+  end
   return with_action(self, function(r)
     if #convs > r.n then
       error(string.format("the format takes %d fields, the row has %d", #convs, r.n), 0)
@@ -683,7 +708,7 @@ function Dataset:printf(fmt)
       args[k] = v
     end
     stdout:write(format(fmt, unpack(args, 1, r.n)))
-  end, "printf")
+  end, "printf", fast)
 end
 
 -- each(fn): fn(fields...) on the driver for each row, at :run().
