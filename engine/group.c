@@ -121,6 +121,54 @@ uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side)
     return slot < g->capl ? g->l[(size_t)slot * g->sides + side].n : 0;
 }
 
+size_t gl_groups_bytes(const gl_groups *g) { return g->arena.len; }
+
+void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side)
+{
+    if (slot < g->capl)
+        g->l[(size_t)slot * g->sides + side] = (list){GL_GROUP_END, GL_GROUP_END, 0};
+}
+
+int gl_groups_compact(gl_groups *g)
+{
+    gl_buf fresh = {0};
+    entry *e = malloc((g->ne ? g->ne : 1) * sizeof *e);
+    if (!e)
+        return -1;
+    uint32_t ne = 0;
+    for (size_t li = 0; li < (size_t)g->capl * g->sides; li++) {
+        list *l = &g->l[li];
+        uint32_t prev = GL_GROUP_END;
+        for (uint32_t x = l->head; x != GL_GROUP_END; x = g->e[x].next) {
+            if (gl_buf_append(&fresh, g->arena.data + g->e[x].off, g->e[x].len)) {
+                gl_buf_free(&fresh);
+                free(e);
+                return -1;
+            }
+            e[ne] = (entry){fresh.len - g->e[x].len, g->e[x].len, GL_GROUP_END};
+            if (prev == GL_GROUP_END)
+                l->head = ne;
+            else
+                e[prev].next = ne;
+            prev = ne++;
+        }
+        l->tail = prev;
+    }
+    gl_buf_free(&g->arena);
+    free(g->e);
+    g->arena = fresh;
+    g->e = e;
+    g->ne = ne;
+    g->cape = ne ? ne : 1;
+    return 0;
+}
+
+int gl_groups_put_rest(gl_buf *out, const gl_groups *g, const uint8_t *row, size_t len)
+{
+    uint32_t n = gl_row_rest_count(row, row + len, &g->key);
+    return (n != 1 && gl_mpk_put_array(out, n)) || gl_row_rest_put(out, row, row + len, &g->key) ? -1 : 0;
+}
+
 int gl_groups_put_rests(gl_buf *out, const gl_groups *g, uint32_t slot, uint32_t side)
 {
     if (gl_mpk_put_array(out, gl_groups_size(g, slot, side)))
@@ -128,8 +176,7 @@ int gl_groups_put_rests(gl_buf *out, const gl_groups *g, uint32_t slot, uint32_t
     for (uint32_t e = gl_groups_first(g, slot, side); e != GL_GROUP_END; e = gl_groups_next(g, e)) {
         size_t len;
         const uint8_t *row = gl_groups_row(g, e, &len);
-        uint32_t n = gl_row_rest_count(row, row + len, &g->key);
-        if ((n != 1 && gl_mpk_put_array(out, n)) || gl_row_rest_put(out, row, row + len, &g->key))
+        if (gl_groups_put_rest(out, g, row, len))
             return -1;
     }
     return 0;

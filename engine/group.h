@@ -33,6 +33,19 @@ uint32_t gl_groups_next(const gl_groups *g, uint32_t entry);
 const uint8_t *gl_groups_row(const gl_groups *g, uint32_t entry, size_t *len);
 uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side);
 
+/* Bytes of rows held (the arena). */
+size_t gl_groups_bytes(const gl_groups *g);
+/* Empties (slot, side); the slot keeps its key and place. Its rows stay in
+ * the arena until gl_groups_compact. */
+void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side);
+/* Rebuilds the arena with only the rows still in lists. 0, or -1 out of
+ * memory (the grouping is unchanged then). */
+int gl_groups_compact(gl_groups *g);
+
+/* Appends one row's rest (non-key fields): one field as that value,
+ * several as an array. */
+int gl_groups_put_rest(gl_buf *out, const gl_groups *g, const uint8_t *row, size_t len);
+
 /* Appends an array with the rest (non-key fields) of every row of (slot,
  * side): a rest of one field as that value, of several as an array. */
 int gl_groups_put_rests(gl_buf *out, const gl_groups *g, uint32_t slot, uint32_t side);

@@ -340,3 +340,67 @@ describe("ds:cache() and ds:on_disk()", function()
     h.assert_rows(expected, rows)
   end)
 end)
+
+describe("one key with more rows than the budget", function()
+  -- 99% of the rows share key 0.
+  local function skewed(f)
+    return f:range(1, 300000, { shards = 2 }):map(function(i) return i % 100 == 0 and i or 0, i, "pad" end)
+  end
+
+  it("group_by_key hands its values to the next step as an iterator from disk", function()
+    local function build(f)
+      return skewed(f):group_by_key():map(function(k, vs)
+        local n, s = 0, 0
+        for _, v in gleam.values(vs) do
+          n = n + 1
+          s = s + v[1]
+        end
+        return k, n, s, getmetatable(vs) ~= nil
+      end)
+    end
+    local small = build(gleam.flow()):collect { memory = TINY, workers = 2 }
+    local big = build(gleam.flow()):collect { memory = "4G", workers = 2 }
+    -- the oracle: a plain loop
+    local want = { [0] = { 0, 0 } }
+    for i = 1, 300000 do
+      local k = i % 100 == 0 and i or 0
+      want[k] = want[k] or { 0, 0 }
+      want[k][1], want[k][2] = want[k][1] + 1, want[k][2] + i
+    end
+    local expected = {}
+    for k, v in pairs(want) do expected[#expected + 1] = h.row(k, v[1], v[2]) end
+    local function strip(rows)
+      local out, iters = {}, 0
+      for _, r in ipairs(rows) do
+        out[#out + 1] = h.row(r[1], r[2], r[3])
+        if r[4] then iters = iters + 1 end
+      end
+      return out, iters
+    end
+    local s_rows, s_iters = strip(small)
+    local b_rows, b_iters = strip(big)
+    h.assert_same_rows(expected, s_rows, "budget")
+    h.assert_same_rows(expected, b_rows, "unlimited")
+    assert.are.equal(1, s_iters) -- key 0, from disk
+    assert.are.equal(0, b_iters)
+  end)
+
+  it("group_by_key without a Lua step after it keeps the group in memory", function()
+    local rows = skewed(gleam.flow()):group_by_key():collect { memory = TINY, workers = 2 }
+    local n = 0
+    for _, r in ipairs(rows) do
+      if r[1] == 0 then n = #r[2] end
+    end
+    assert.are.equal(297000, n)
+  end)
+
+  it("spilled values can be read only by the step right after group_by_key", function()
+    -- a value that merely looks like spilled values names no live group
+    local res = h.run_job([[
+local gleam = require "gleam"
+gleam.flow():msgpack(arg[1]):map(function(k, v) return k end):collect()
+]], { args = { "forged.msgpack" }, files = { ["forged.msgpack"] = "\x92\x01\xd7\x47\x00\x00\x00\x00\x00\x00\x00\x2a" } })
+    assert.are.equal(1, res.status)
+    assert(res.stderr:find("group values (msgpack ext type 71) that are not live", 1, true), res.stderr)
+  end)
+end)

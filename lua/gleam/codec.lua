@@ -129,10 +129,23 @@ decode = function(p, i)
   elseif c == 0xc8 then n, h = be16(p, i + 1), 4
   elseif c == 0xc9 then n, h = be32(p, i + 1), 6
   else error("gleam: malformed msgpack byte " .. c, 0) end
+  local handler = M.ext_handlers[p[i + h - 1]]
+  if handler then return handler(p + i + h, n), i + h + n end
   return setmetatable({ raw = ffi_string(p + i, h + n) }, M.ext_mt), i + h + n
 end
 
 M.ext_mt = { __name = "msgpack ext" }
+-- Ext types the decoder hands to a function(payload pointer, length)
+-- instead of keeping raw: gleam.worker reserves type 71 for the values of
+-- a group too big for memory.
+M.ext_handlers = {}
+-- The metatable of those values (an iterator: for i, v in values do).
+M.group_values_mt = { __name = "gleam group values" }
+
+-- The length of an array decoded with nils in it (a table cannot say).
+function M.array_length(t)
+  return array_len[t] or #t
+end
 
 -- The size an ext value's header announces for raw (header included), or nil.
 function M.ext_size(raw)

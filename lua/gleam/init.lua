@@ -113,6 +113,20 @@ local function fields_of(method, v, default, repeats)
   return v
 end
 
+-- values(v): an iterator (for i, x in gleam.values(v) do) over a group's
+-- values, whether group_by_key gave an array or, for a key whose rows did
+-- not fit in the memory budget, an iterator that reads them from disk.
+function gleam.values(v)
+  if getmetatable(v) == codec.group_values_mt then return v end
+  if type(v) ~= "table" then argerror("values", "a group's values (array or iterator)", type(v)) end
+  local i, n = 0, codec.array_length(v)
+  return function()
+    if i >= n then return nil end
+    i = i + 1
+    return i, v[i]
+  end
+end
+
 -- Engine --------------------------------------------------------------------
 
 local engine, engine_key

@@ -25,6 +25,48 @@ if os.getenv("GLEAM_JIT_LOG") then require("jit.v").start(os.getenv("GLEAM_JIT_L
 -- The op whose user code is running, for the error handler.
 local current
 
+-- A group too big for memory arrives as ext 71 holding a token; its values
+-- are read from LMDB as the user's loop asks for them (op_group.c).
+ffi.cdef [[
+const gl_output *gl_group_values(uint64_t token);
+]]
+local values_mt = codec.group_values_mt
+values_mt.__call = function(self)
+  local left = self.left
+  while left == 0 do
+    if not self.rd then return nil end
+    local c = C.gl_reader_next(self.rd)
+    if c == nil then
+      local err = C.gl_reader_error(self.rd)
+      err = err ~= nil and ffi.string(err) or nil
+      C.gl_reader_free(ffi.gc(self.rd, nil))
+      self.rd = nil
+      if err then error(err, 0) end
+      return nil
+    end
+    self.p, self.i, left = c.data, 0, tonumber(c.nrows)
+  end
+  local v
+  v, self.i = decode(self.p, self.i)
+  self.left = left - 1
+  self.n = self.n + 1
+  return self.n, v
+end
+values_mt.__tostring = function() return "gleam group values (an iterator: for i, v in values do)" end
+
+codec.ext_handlers[71] = function(p, n)
+  local token = 0ULL
+  for k = 0, n - 1 do token = token * 256 + p[k] end
+  local out = n == 8 and C.gl_group_values(token) or nil
+  if out == nil then
+    error("gleam: group values (msgpack ext type 71) that are not live: a group too big for memory " ..
+      "can be read only by the step right after group_by_key", 0)
+  end
+  local rd = C.gl_reader_new(out, 0)
+  if rd == nil then error("gleam: out of memory", 0) end
+  return setmetatable({ rd = ffi.gc(rd, C.gl_reader_free), left = 0, n = 0 }, values_mt)
+end
+
 local function load_step(s)
   local f
   if s.fn then
