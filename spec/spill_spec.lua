@@ -385,6 +385,63 @@ describe("one key with more rows than the budget", function()
     assert.are.equal(0, b_iters)
   end)
 
+  it("join: a key with many rows on both sides, right side from disk, in blocks of left rows", function()
+    local pad = string.rep("r", 700)
+    -- Per key of the join's output: rows, and sums of the left and right
+    -- values and of the padding's length (1.2 million rows in all).
+    local function build(f, how)
+      -- left: 3000 rows of key 0 and one row each for keys 1..2000
+      local left = f:range(1, 5000, { shards = 2 }):map(function(i) return i <= 3000 and 0 or i - 3000, i end)
+      -- right: 400 wide rows of key 0, keys 1500..2500 once
+      local right = f:range(1, 1401, { shards = 2 }):map(function(i)
+        if i <= 400 then return 0, i, pad end
+        return i + 1099, -i, "x"
+      end)
+      return left:join(right, { how = how }):map(function(k, l, r, p)
+        return k, 1, l or 0, r or 0, p and #p or 0
+      end):reduce_by_key(gleam.fn.sum)
+    end
+    for _, how in ipairs({ "inner", "left", "right", "outer" }) do
+      local small = build(gleam.flow(), how):collect { memory = "1M", workers = 2 }
+      local big = build(gleam.flow(), how):collect { memory = "4G", workers = 2 }
+      h.assert_same_rows(big, small, how)
+      -- the oracle: a nested loop over the same rows
+      local L, R = {}, {}
+      for i = 1, 5000 do L[#L + 1] = { i <= 3000 and 0 or i - 3000, i } end
+      for i = 1, 1401 do
+        if i <= 400 then R[#R + 1] = { 0, i, 700 } else R[#R + 1] = { i + 1099, -i, 1 } end
+      end
+      local byk = {}
+      for _, r in ipairs(R) do
+        byk[r[1]] = byk[r[1]] or {}
+        table.insert(byk[r[1]], r)
+      end
+      local acc, met = {}, {}
+      local function add(k, l, r, p)
+        local a = acc[k] or { 0, 0, 0, 0 }
+        acc[k] = a
+        a[1], a[2], a[3], a[4] = a[1] + 1, a[2] + l, a[3] + r, a[4] + p
+      end
+      for _, l in ipairs(L) do
+        local rs = byk[l[1]]
+        if rs then
+          met[l[1]] = true
+          for _, r in ipairs(rs) do add(l[1], l[2], r[2], r[3]) end
+        elseif how == "left" or how == "outer" then
+          add(l[1], l[2], 0, 0)
+        end
+      end
+      if how == "right" or how == "outer" then
+        for _, r in ipairs(R) do
+          if not met[r[1]] then add(r[1], 0, r[2], r[3]) end
+        end
+      end
+      local expected = {}
+      for k, a in pairs(acc) do expected[#expected + 1] = h.row(k, a[1], a[2], a[3], a[4]) end
+      h.assert_same_rows(expected, small, how .. ": the oracle")
+    end
+  end)
+
   it("group_by_key without a Lua step after it keeps the group in memory", function()
     local rows = skewed(gleam.flow()):group_by_key():collect { memory = TINY, workers = 2 }
     local n = 0
