@@ -125,13 +125,14 @@ int gl_hs_start(gl_hs *hs, bool listener, const gl_secret *secret, const char *r
     return 0;
 }
 
-static int fail(gl_hs *hs, gl_msg *out, bool *send, gl_err *err, bool tell, const char *why)
+/* Fails the handshake with why; tell (if not NULL) is sent to the peer. */
+static int fail(gl_hs *hs, gl_msg *out, bool *send, gl_err *err, const char *tell, const char *why)
 {
     hs->state = GL_HS_FAILED;
     if (tell) {
         memset(out, 0, sizeof *out);
         out->type = GL_MSG_ERROR;
-        snprintf(out->text, sizeof out->text, "%.*s", (int)sizeof out->text - 1, why); /* cut to fit */
+        snprintf(out->text, sizeof out->text, "%.*s", (int)sizeof out->text - 1, tell); /* cut to fit */
         *send = true;
     }
     return gl_err_set(err, GL_EINVAL, "%s", why);
@@ -143,7 +144,7 @@ int gl_hs_step(gl_hs *hs, const gl_msg *in, gl_msg *out, bool *send, gl_err *err
     char why[GL_TEXT_MAX + 64];
     if (in->type == GL_MSG_ERROR && hs->state != GL_HS_DONE) {
         snprintf(why, sizeof why, "handshake refused by the peer: %s", in->text);
-        return fail(hs, out, send, err, false, why);
+        return fail(hs, out, send, err, NULL, why);
     }
     switch (hs->state) {
     case GL_HS_HELLO:
@@ -152,7 +153,7 @@ int gl_hs_step(gl_hs *hs, const gl_msg *in, gl_msg *out, bool *send, gl_err *err
         if (in->version != GL_WIRE_VERSION) {
             snprintf(why, sizeof why, "handshake failed: the peer speaks protocol version %u, this gleam %u",
                      in->version, GL_WIRE_VERSION);
-            return fail(hs, out, send, err, true, why);
+            return fail(hs, out, send, err, why, why);
         }
         memcpy(hs->theirs, in->nonce, GL_NONCE_LEN);
         memset(out, 0, sizeof *out);
@@ -171,7 +172,7 @@ int gl_hs_step(gl_hs *hs, const gl_msg *in, gl_msg *out, bool *send, gl_err *err
         uint8_t want[GL_MAC_LEN];
         mac_of(hs, "gleam-v1 auth", hs->mine, hs->theirs, want);
         if (CRYPTO_memcmp(want, in->mac, GL_MAC_LEN))
-            return fail(hs, out, send, err, true, "handshake refused: wrong secret");
+            return fail(hs, out, send, err, "wrong secret", "handshake refused: wrong secret");
         memset(out, 0, sizeof *out);
         out->type = GL_MSG_WELCOME;
         mac_of(hs, "gleam-v1 welcome", hs->theirs, hs->mine, out->mac);
@@ -185,14 +186,14 @@ int gl_hs_step(gl_hs *hs, const gl_msg *in, gl_msg *out, bool *send, gl_err *err
         uint8_t want[GL_MAC_LEN];
         mac_of(hs, "gleam-v1 welcome", hs->mine, hs->theirs, want);
         if (CRYPTO_memcmp(want, in->mac, GL_MAC_LEN))
-            return fail(hs, out, send, err, false,
+            return fail(hs, out, send, err, NULL,
                         "handshake failed: the peer does not know the secret (wrong secret on one side)");
         hs->state = GL_HS_DONE;
         return 1;
     }
     default:
-        return fail(hs, out, send, err, false, "handshake already over");
+        return fail(hs, out, send, err, NULL, "handshake already over");
     }
     snprintf(why, sizeof why, "handshake failed: unexpected %s message", gl_msg_name(in->type));
-    return fail(hs, out, send, err, true, why);
+    return fail(hs, out, send, err, why, why);
 }
