@@ -1,0 +1,362 @@
+-- Cluster daemons as real processes on loopback: gleam master and gleam
+-- agent on free ports (port 0, the bound address read from the log),
+-- queried with gleam status and with a raw TCP client that speaks the wire
+-- protocol (and mis-speaks it). Every daemon is killed after each test,
+-- failed or not.
+local helpers = require "helpers"
+
+local HB = "0.2" -- agents' heartbeat interval in these tests, seconds
+
+-- The cases decide which secret each process has.
+assert(os.getenv("GLEAM_SECRET") == nil, "unset GLEAM_SECRET to run the cluster specs")
+
+-- Parses gleam status output into { [addr] = { cores, free, memory, stored, age } }.
+local function parse_status(out)
+  local agents, n = {}, 0
+  for line in out:gmatch("[^\n]+") do
+    local addr, cores, free, mem, stored, age = line:match("^(%S+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t([%d%.]+)$")
+    if addr then
+      agents[addr] = { cores = tonumber(cores), free = tonumber(free), memory = tonumber(mem),
+                       stored = tonumber(stored), age = tonumber(age) }
+      n = n + 1
+    end
+  end
+  return agents, n
+end
+
+-- Runs gleam status against addr (opts: agent = ask an agent, secret_file,
+-- env = { NAME = value }); returns the result plus agents and their count.
+local function status(addr, opts)
+  opts = opts or {}
+  local args = { "status", opts.agent and "--agent" or "--master", addr, "--timeout", "5" }
+  if opts.secret_file then
+    args[#args + 1] = "--secret-file"
+    args[#args + 1] = opts.secret_file
+  end
+  local res = helpers.gleam(args, nil, opts.env)
+  res.agents, res.n = parse_status(res.stdout)
+  return res
+end
+
+local function start_master(extra, env)
+  local args = { "master", "--listen", "127.0.0.1:0" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local m = helpers.spawn(args, env)
+  m.addr = helpers.listening(m)
+  return m
+end
+
+local function start_agent(master_addr, extra, env)
+  local args = { "agent", "--master", master_addr, "--listen", "127.0.0.1:0",
+                 "--dir", helpers.tmpdir() .. "/agent", "--heartbeat", HB }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local a = helpers.spawn(args, env)
+  a.addr = helpers.listening(a)
+  return a
+end
+
+local function log_of(d) return helpers.read_file(d.log) or "" end
+
+-- Waits until the master lists exactly the agents in want (a set of
+-- addresses); returns the last status (opts as for status).
+local function wait_agents(master, want, seconds, opts)
+  local res
+  helpers.wait_for(seconds or 10, function()
+    res = status(master.addr, opts)
+    if res.status ~= 0 then return false end
+    for addr in pairs(want) do if not res.agents[addr] then return false end end
+    for addr in pairs(res.agents) do if not want[addr] then return false end end
+    return true
+  end)
+  return res
+end
+
+local function set(...)
+  local s = {}
+  for _, d in ipairs({ ... }) do s[d.addr] = true end
+  return s
+end
+
+local function shown(res)
+  return string.format("status %s\nstdout:\n%s\nstderr:\n%s", tostring(res.status), res.stdout, res.stderr)
+end
+
+describe("gleam master and agents", function()
+  after_each(function()
+    helpers.stop_all()
+    helpers.cleanup()
+  end)
+
+  it("registers agents with what they offer and reports them", function()
+    local m = start_master()
+    local a1 = start_agent(m.addr, { "--cores", "3", "--memory", "1G" })
+    local a2 = start_agent(m.addr, { "--cores", "2", "--memory", "512M" })
+    local res = wait_agents(m, set(a1, a2))
+    assert.are.equal(0, res.status, shown(res))
+    assert.are.equal(2, res.n, shown(res))
+    assert.are.same({ cores = 3, free = 3, memory = 1073741824, stored = 0 },
+      { cores = res.agents[a1.addr].cores, free = res.agents[a1.addr].free,
+        memory = res.agents[a1.addr].memory, stored = res.agents[a1.addr].stored })
+    assert.are.equal(2, res.agents[a2.addr].cores)
+    assert.are.equal(512 * 1048576, res.agents[a2.addr].memory)
+    assert.is_true(res.agents[a1.addr].age < 1, shown(res))
+    assert.truthy(res.stdout:match("^agent\tcores\tfree_slots\tmemory\tstored\theartbeat_age_s\n"))
+    -- an agent answers status about itself on its own port
+    local own = status(a1.addr, { agent = true })
+    assert.are.equal(0, own.status, shown(own))
+    assert.are.equal(1, own.n)
+    assert.are.equal(3, own.agents[a1.addr].cores)
+    -- the start-up lines say there is no secret, so loopback only
+    assert.truthy(log_of(m):find("no secret configured", 1, true))
+    assert.truthy(log_of(a1):find("loopback only", 1, true))
+    assert.truthy(log_of(m):find("agent " .. a1.addr .. " registered: 3 cores, 1.0 GiB memory", 1, true), log_of(m))
+  end)
+
+  it("forgets an agent that misses its heartbeats, and only that one", function()
+    local m = start_master()
+    local a1 = start_agent(m.addr)
+    local a2 = start_agent(m.addr)
+    assert.are.equal(2, wait_agents(m, set(a1, a2)).n)
+    helpers.kill(a2)
+    -- 3 missed beats of 0.2 s: gone well within 3 s
+    local res = wait_agents(m, set(a1), 3)
+    assert.are.equal(1, res.n, shown(res))
+    assert.truthy(res.agents[a1.addr])
+    assert.truthy(log_of(m):find("agent " .. a2.addr .. " forgotten: no heartbeat", 1, true), log_of(m))
+    -- the live one stays, its heartbeat fresh, over many intervals
+    helpers.sleep_ms(1500)
+    res = status(m.addr)
+    assert.are.equal(1, res.n, shown(res))
+    assert.is_true(res.agents[a1.addr].age <= 0.5, shown(res))
+    assert.falsy(log_of(m):find("agent " .. a1.addr .. " forgotten", 1, true))
+  end)
+
+  it("rebuilds its registry after a restart from the agents' next heartbeats", function()
+    local m = start_master()
+    local a1 = start_agent(m.addr)
+    local a2 = start_agent(m.addr)
+    assert.are.equal(2, wait_agents(m, set(a1, a2)).n)
+    helpers.kill(m)
+    -- while the master is down, a query fails with one clear line
+    local down = status(m.addr)
+    assert.are.equal(1, down.status)
+    assert.truthy(down.stderr:find("cannot query the master at " .. m.addr .. ": cannot connect", 1, true), down.stderr)
+    local m2 = helpers.spawn({ "master", "--listen", m.addr })
+    m2.addr = helpers.listening(m2)
+    assert.are.equal(m.addr, m2.addr)
+    local res = wait_agents(m2, set(a1, a2), 5)
+    assert.are.equal(2, res.n, shown(res))
+    assert.truthy(log_of(a1):find("lost the master at " .. m.addr, 1, true), log_of(a1))
+    -- an agent started while no master runs joins once one comes up
+    helpers.kill(m2)
+    local a3 = start_agent(m.addr)
+    helpers.sleep_ms(500)
+    assert.truthy(log_of(a3):find("cannot join the master at " .. m.addr, 1, true), log_of(a3))
+    local m3 = helpers.spawn({ "master", "--listen", m.addr })
+    m3.addr = helpers.listening(m3)
+    assert.are.equal(3, wait_agents(m3, set(a1, a2, a3), 5).n)
+  end)
+
+  it("refuses a peer with the wrong secret, and serves those with the right one", function()
+    local dir = helpers.tmpdir()
+    local good = helpers.write_file(dir .. "/secret", "s3cret-of-the-cluster\n")
+    local bad = helpers.write_file(dir .. "/wrong", "another secret\n")
+    local m = start_master({ "--secret-file", good })
+    assert.truthy(log_of(m):find("secret from --secret-file", 1, true), log_of(m))
+    local a1 = start_agent(m.addr, { "--secret-file", good })
+    -- the same secret from the environment, without its newline
+    local a2 = start_agent(m.addr, nil, { GLEAM_SECRET = "s3cret-of-the-cluster" })
+    local intruder = start_agent(m.addr, { "--secret-file", bad })
+    local res = wait_agents(m, set(a1, a2), 5, { secret_file = good })
+    assert.are.equal(0, res.status, shown(res))
+    assert.are.equal(2, res.n, shown(res))
+    assert.falsy(res.agents[intruder.addr])
+    helpers.sleep_ms(600) -- several attempts: still out, and logged once each side
+    res = status(m.addr, { secret_file = good })
+    assert.are.equal(2, res.n, shown(res))
+    assert.truthy(log_of(m):find("handshake refused: wrong secret", 1, true), log_of(m))
+    local _, tries = log_of(intruder):gsub("cannot join the master", "")
+    assert.are.equal(1, tries, log_of(intruder))
+    assert.truthy(log_of(intruder):find("handshake refused by the peer: wrong secret", 1, true), log_of(intruder))
+    -- gleam status with the wrong secret, or none, is refused with one line
+    for _, opts in ipairs({ { secret_file = bad }, {} }) do
+      local r = status(m.addr, opts)
+      assert.are.equal(1, r.status, shown(r))
+      assert.are.equal("", r.stdout)
+      assert.are.equal(
+        "gleam status: cannot query the master at " .. m.addr .. ": handshake refused by the peer: wrong secret\n",
+        r.stderr)
+    end
+    -- an agent's own port checks the secret too
+    local r = status(a1.addr, { agent = true, secret_file = bad })
+    assert.are.equal(1, r.status, shown(r))
+    assert.are.equal(0, status(a1.addr, { agent = true, secret_file = good }).status)
+  end)
+
+  it("listens beyond loopback only with a secret", function()
+    local r = helpers.gleam({ "master", "--listen", "0.0.0.0:0" })
+    assert.are.equal(1, r.status)
+    assert.are.equal("gleam master: no secret (--secret-file or GLEAM_SECRET): refusing to listen on "
+      .. "0.0.0.0:0, which is not a loopback address\n", r.stderr)
+    r = helpers.gleam({ "agent", "--master", "127.0.0.1:1", "--listen", "0.0.0.0:0", "--dir", helpers.tmpdir() })
+    assert.are.equal(1, r.status)
+    assert.truthy(r.stderr:find("refusing to listen on 0.0.0.0:0", 1, true), r.stderr)
+    local m = helpers.spawn({ "master", "--listen", "0.0.0.0:0" }, { GLEAM_SECRET = "k" })
+    local addr = helpers.listening(m)
+    assert.truthy(addr:match("^0%.0%.0%.0:%d+$"), addr)
+    local port = addr:match(":(%d+)$")
+    local res = status("127.0.0.1:" .. port, { env = { GLEAM_SECRET = "k" } })
+    assert.are.equal(0, res.status, shown(res))
+    -- an agent on every interface advertises the address facing the master
+    local a = helpers.spawn({ "agent", "--master", "127.0.0.1:" .. port, "--listen", "0.0.0.0:0",
+      "--dir", helpers.tmpdir(), "--heartbeat", HB }, { GLEAM_SECRET = "k" })
+    local aport = helpers.listening(a):match(":(%d+)$")
+    local want = { ["127.0.0.1:" .. aport] = true }
+    local got
+    helpers.wait_for(5, function()
+      got = status("127.0.0.1:" .. port, { env = { GLEAM_SECRET = "k" } })
+      return got.agents["127.0.0.1:" .. aport]
+    end)
+    assert.are.same(want, (function() local s = {} for k in pairs(got.agents) do s[k] = true end return s end)())
+    -- a secret file that is missing or empty stops the daemon with one line
+    r = helpers.gleam({ "master", "--listen", "127.0.0.1:0", "--secret-file", "/nonexistent/secret" })
+    assert.are.equal(1, r.status)
+    assert.are.equal("gleam master: secret file /nonexistent/secret: No such file or directory\n", r.stderr)
+  end)
+
+  it("rejects bad options with a usage error", function()
+    local cases = {
+      { { "agent", "--dir", "/tmp/x" }, "gleam agent: --master HOST:PORT is required" },
+      { { "agent", "--master", "nowhere", "--dir", "/tmp/x" }, "gleam agent: --master: 'nowhere' is not HOST:PORT" },
+      { { "agent", "--master", "h:1", "--dir", "/tmp/x", "--memory", "lots" },
+        "gleam agent: --memory: 'lots' is not a size" },
+      { { "agent", "--master", "h:1", "--dir", "/tmp/x", "--cores", "0" },
+        "gleam agent: --cores needs a whole number from 1 to 4096, got 0" },
+      { { "master", "--listen", "127.0.0.1:99999" }, "gleam master: --listen: '127.0.0.1:99999' is not HOST:PORT" },
+      { { "master", "--bogus" }, "gleam master: unknown option --bogus" },
+      { { "status" }, "gleam status: give one of --master HOST:PORT or --agent HOST:PORT" },
+    }
+    for _, c in ipairs(cases) do
+      local r = helpers.gleam(c[1])
+      assert.are.equal(2, r.status, table.concat(c[1], " ") .. ": " .. r.stderr)
+      assert.are.equal(c[2], r.stderr:match("^[^\n]*"):sub(1, #c[2]), r.stderr)
+      assert.truthy(r.stderr:find("\nusage: gleam ", 1, true))
+    end
+    local r = helpers.gleam({ "help", "agent" })
+    assert.are.equal(0, r.status)
+    assert.truthy(r.stdout:find("--heartbeat SECONDS", 1, true))
+  end)
+end)
+
+describe("bad frames", function()
+  after_each(function()
+    helpers.stop_all()
+    helpers.cleanup()
+  end)
+
+  local SECRET = "frame-test-secret"
+
+  -- Runs the handshake as role over a raw connection; returns the client
+  -- (ready for messages) or fails the test.
+  local function handshake(addr, role, secret)
+    local c = assert(helpers.tcp(addr))
+    local hello = assert(c:frame(5))
+    -- the nonce: a 32-byte str (0xd9 0x20) after the key "nonce"
+    local at = hello:find("\165nonce\217\032", 1, true)
+    assert.truthy(at, "hello without a nonce")
+    local nonce_l = hello:sub(at + 8, at + 39)
+    assert.are.equal(32, #nonce_l)
+    local nonce_c = ("n"):rep(32)
+    local mac = helpers.hmac_sha256(secret, "gleam-v1 auth\0" .. role .. "\0" .. nonce_l .. nonce_c)
+    c:send(helpers.frame(helpers.msgpack({ t = "auth", role = role, nonce = nonce_c, mac = mac })))
+    local welcome = assert(c:frame(5))
+    assert.truthy(welcome:find("\167welcome", 1, true), "no welcome")
+    -- the listener's proof, checked by the same oracle
+    local want = helpers.hmac_sha256(secret, "gleam-v1 welcome\0" .. role .. "\0" .. nonce_c .. nonce_l)
+    assert.truthy(welcome:find(want, 1, true), "the welcome's MAC is not HMAC(secret, nonces)")
+    return c
+  end
+
+  local heartbeat = { t = "heartbeat", addr = "10.9.9.9:1", cores = 1, slots = 1, memory = 1, stored = 0, hb_ms = 200 }
+  local function with(t, k, v)
+    local copy = {}
+    for key, val in pairs(t) do copy[key] = val end
+    copy[k] = v
+    return copy
+  end
+
+  -- Each case: what to send (after the handshake when authed), and what
+  -- the daemon's log must then say.
+  local lcg = helpers.lcg(7)
+  local junk = {}
+  for i = 1, 300 do junk[i] = string.char(lcg(256)) end
+  local cases = {
+    { "random bytes", false, table.concat(junk) },
+    { "a huge length", false, "\255\255\255\255" .. ("x"):rep(100), "over the 67108864-byte bound" },
+    { "one byte over the bound", false, string.char(4, 0, 0, 1), "frame of 67108865 bytes is over" },
+    { "an empty frame", false, "\0\0\0\0", "empty frame" },
+    { "a body that is not msgpack", false, helpers.frame("\193\193"), "malformed frame" },
+    { "a truncated body", false, helpers.frame(helpers.msgpack({ t = "status" })):sub(1, 7), nil, true },
+    { "a message other than auth first", false, helpers.frame(helpers.msgpack({ t = "status" })),
+      "unexpected status message" },
+    { "an auth with a wrongly typed nonce", false,
+      helpers.frame(helpers.msgpack({ t = "auth", role = "agent", nonce = 5, mac = ("m"):rep(32) })),
+      "field 'nonce' is not a byte string" },
+    { "a heartbeat with cores as a string", true,
+      helpers.frame(helpers.msgpack(with(heartbeat, "cores", "8"))), "field 'cores' is not an integer" },
+    { "a heartbeat lacking its address", true,
+      helpers.frame(helpers.msgpack(with(heartbeat, "addr", nil))), "a heartbeat message lacks a field" },
+    { "an unknown type", true, helpers.frame(helpers.msgpack({ t = "shutdown" })), "unknown message type 'shutdown'" },
+    { "a frame that is an array", true, helpers.frame(helpers.msgpack({ "status" })), "the message is not a map" },
+    { "a message the role may not send", true, helpers.frame(helpers.msgpack({ t = "agents", agents = {} })),
+      "unexpected agents message" },
+  }
+
+  for _, target in ipairs({ "master", "agent" }) do
+    it("closes only the offending connection, and the " .. target .. " keeps serving", function()
+      local m = start_master({}, { GLEAM_SECRET = SECRET })
+      local a = start_agent(m.addr, nil, { GLEAM_SECRET = SECRET })
+      local d = target == "master" and m or a
+      local query = { env = { GLEAM_SECRET = SECRET } }
+      assert.are.equal(1, wait_agents(m, set(a), 5, query).n)
+      query.agent = target == "agent"
+      -- a good client connected before the bad ones must stay served
+      local keep = handshake(d.addr, "client", SECRET)
+      for _, case in ipairs(cases) do
+        local name, authed, bytes, logged, client_closes = case[1], case[2], case[3], case[4], case[5]
+        local before = #log_of(d)
+        local c = authed and handshake(d.addr, "agent", SECRET) or assert(helpers.tcp(d.addr))
+        assert.is_true(c:send(bytes) or true)
+        if client_closes then
+          c:close() -- the daemon sees a frame cut short, then the end
+        else
+          assert.is_true(c:closed_within(5), name .. ": the " .. target .. " did not close the connection")
+          c:close()
+        end
+        assert.is_true(helpers.alive(d), name .. ": the " .. target .. " died; its log:\n" .. log_of(d))
+        local new = ""
+        helpers.wait_for(3, function()
+          new = log_of(d):sub(before + 1)
+          return new:find("closed the connection of", 1, true)
+        end)
+        assert.truthy(new:find("closed the connection of 127.0.0.1:", 1, true), name .. ": no log line:\n" .. new)
+        if logged then assert.truthy(new:find(logged, 1, true), name .. ": log lacks '" .. logged .. "':\n" .. new) end
+        -- one line per closed connection, never a multi-line dump
+        local _, lines = new:gsub("\n", "")
+        assert.are.equal(1, lines, name .. ":\n" .. new)
+        -- and a fresh client is served
+        local res = status(d.addr, query)
+        assert.are.equal(0, res.status, name .. ": " .. shown(res))
+      end
+      -- the connection opened first still works
+      keep:send(helpers.frame(helpers.msgpack({ t = "status" })))
+      local reply = keep:frame(5)
+      assert.truthy(reply and reply:find("\166agents", 1, true), "the first client is no longer served")
+      keep:close()
+      -- the agent stayed registered through all of it
+      if target == "agent" then
+        assert.are.equal(1, status(m.addr, { env = query.env }).n)
+      end
+    end)
+  end
+end)
