@@ -156,16 +156,21 @@ static void handshake(gl_conn *c, const gl_msg *m)
     }
     if (rc == 1) {
         c->ready = true;
+        c->rd.max = GL_WIRE_MAX;
         uv_timer_stop(&c->timer);
         if (c->cb->ready)
             c->cb->ready(c);
     }
 }
 
+/* One read buffer for every connection of the process: libuv calls
+ * on_read right after on_alloc on the loop's one thread, and on_read
+ * copies what it got into the connection's reader before returning. */
+static char rbuf[64 << 10];
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    gl_conn *c = h->data;
-    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+    *buf = uv_buf_init(rbuf, sizeof rbuf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -222,6 +227,7 @@ static gl_conn *conn_new(uv_loop_t *loop, const gl_secret *secret, const gl_conn
     uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c->gai.data = c;
     c->handles = 2;
+    c->rd.max = GL_WIRE_HS_MAX;
     uv_timer_start(&c->timer, on_deadline, GL_HANDSHAKE_MS, 0);
     return c;
 }

@@ -46,7 +46,6 @@ struct gl_conn {
     int handles;              /* open handles; freed at 0 */
     bool ready, closing, connected, resolving;
     bool eof;                 /* the peer closed its side after the handshake */
-    char rbuf[64 << 10];      /* libuv reads into this */
 };
 
 /* Accepts a pending connection on server and starts the listener's side of

@@ -468,8 +468,9 @@ int gl_wire_next(gl_wire_reader *r, gl_msg *m, gl_err *err)
         return 0;
     const uint8_t *p = r->buf.data + r->off;
     uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    if (n > GL_WIRE_MAX)
-        return gl_err_set(err, GL_EINVAL, "wire: frame of %u bytes is over the %u-byte bound", n, GL_WIRE_MAX);
+    uint32_t max = r->max ? r->max : GL_WIRE_MAX;
+    if (n > max)
+        return gl_err_set(err, GL_EINVAL, "wire: frame of %u bytes is over the %u-byte bound", n, max);
     if (!n)
         return gl_err_set(err, GL_EINVAL, "wire: malformed frame: empty frame");
     if (have - 4 < n)

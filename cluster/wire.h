@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #define GL_WIRE_MAX (64u << 20)  /* largest frame body, bytes */
+#define GL_WIRE_HS_MAX 4096      /* largest frame before the handshake is over */
 #define GL_WIRE_VERSION 1        /* protocol version, sent in hello */
 #define GL_NONCE_LEN 32
 #define GL_MAC_LEN 32            /* HMAC-SHA256 */
@@ -83,10 +84,13 @@ void gl_msg_free(gl_msg *m);
  * take whole frames while there are any. A frame may arrive split across
  * any number of reads, and one read may hold several frames. The length is
  * checked as soon as its 4 bytes are in, so an oversized frame is refused
- * before its body is buffered. */
+ * before its body is buffered. A connection keeps max at GL_WIRE_HS_MAX
+ * until the peer has authenticated, so a stranger can't make it buffer
+ * more than that. */
 typedef struct gl_wire_reader {
     gl_buf buf; /* bytes received and not yet consumed start at off */
     size_t off;
+    uint32_t max; /* the bound on a frame's body; 0 means GL_WIRE_MAX */
 } gl_wire_reader;
 
 /* Appends n bytes. 0, or GL_ENOMEM. */

@@ -292,8 +292,10 @@ describe("bad frames", function()
   for i = 1, 300 do junk[i] = string.char(lcg(256)) end
   local cases = {
     { "random bytes", false, table.concat(junk) },
-    { "a huge length", false, "\255\255\255\255" .. ("x"):rep(100), "over the 67108864-byte bound" },
-    { "one byte over the bound", false, string.char(4, 0, 0, 1), "frame of 67108865 bytes is over" },
+    { "a length past the handshake's bound", false, string.char(0, 0, 16, 1) .. ("x"):rep(100),
+      "frame of 4097 bytes is over the 4096-byte bound" },
+    { "a huge length", true, "\255\255\255\255" .. ("x"):rep(100), "over the 67108864-byte bound" },
+    { "one byte over the bound", true, string.char(4, 0, 0, 1), "frame of 67108865 bytes is over the 67108864-byte bound" },
     { "an empty frame", false, "\0\0\0\0", "empty frame" },
     { "a body that is not msgpack", false, helpers.frame("\193\193"), "malformed frame" },
     { "a truncated body", false, helpers.frame(helpers.msgpack({ t = "status" })):sub(1, 7), nil, true },
@@ -311,6 +313,22 @@ describe("bad frames", function()
     { "a message the role may not send", true, helpers.frame(helpers.msgpack({ t = "agents", agents = {} })),
       "unexpected agents message" },
   }
+
+  it("closes a connection that does not finish the handshake in 10 s", function()
+    local m = start_master()
+    local silent = assert(helpers.tcp(m.addr))
+    local slow = assert(helpers.tcp(m.addr))
+    slow:send(string.char(0, 0, 0, 20) .. "partial") -- a frame that never completes
+    assert.truthy(silent:frame(5), "no hello")
+    helpers.sleep_ms(8000)
+    assert.are.equal(0, status(m.addr).status) -- served meanwhile
+    assert.is_true(silent:closed_within(4))
+    assert.is_true(slow:closed_within(1))
+    silent:close()
+    slow:close()
+    local _, n = log_of(m):gsub("no handshake within 10 s", "")
+    assert.are.equal(2, n, log_of(m))
+  end)
 
   for _, target in ipairs({ "master", "agent" }) do
     it("closes only the offending connection, and the " .. target .. " keeps serving", function()

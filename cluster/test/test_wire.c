@@ -277,6 +277,18 @@ TEST(oversized_and_empty)
     CHECK_EQ(gl_wire_next(&r, &m, &err), GL_EINVAL);
     CHECK(strstr(err.msg, "empty") != NULL);
     gl_wire_reader_free(&r);
+    /* a reader's own bound (before the handshake) */
+    uint8_t hs_at[4] = {0, 0, GL_WIRE_HS_MAX >> 8, (uint8_t)GL_WIRE_HS_MAX};
+    uint8_t hs_over[4] = {0, 0, (GL_WIRE_HS_MAX + 1) >> 8, (uint8_t)(GL_WIRE_HS_MAX + 1)};
+    r.max = GL_WIRE_HS_MAX;
+    REQUIRE(gl_wire_feed(&r, hs_at, 4, NULL) == 0);
+    CHECK_EQ(gl_wire_next(&r, &m, &err), 0);
+    gl_wire_reader_free(&r);
+    r.max = GL_WIRE_HS_MAX;
+    REQUIRE(gl_wire_feed(&r, hs_over, 4, NULL) == 0);
+    CHECK_EQ(gl_wire_next(&r, &m, &err), GL_EINVAL);
+    CHECK(strstr(err.msg, "frame of 4097 bytes is over the 4096-byte bound") != NULL);
+    gl_wire_reader_free(&r);
     CHECK_EQ(gl_wire_decode(guarded("", 0), 0, &m, &err), GL_EINVAL);
 }
 
