@@ -1,6 +1,7 @@
 /* main.c: the `gleam` executable. The cluster daemons and their client
  * (`gleam master`, `gleam agent`, `gleam status`) are C and start here,
- * with no Lua state. Every other command makes the driver's Lua state,
+ * with no Lua state; `gleam executor` is C over the Lua state made below.
+ * Every other command makes the driver's Lua state,
  * points package.path at gleam's Lua modules (next to the executable when
  * installed, in the source tree when run from a build), and hands the
  * command line to gleam.cli. */
@@ -84,6 +85,12 @@ int main(int argc, char **argv)
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
+
+    if (argc > 1 && !strcmp(argv[1], "executor")) {
+        int rc = gl_executor_main(L, argc - 1, argv + 1);
+        lua_close(L);
+        return rc;
+    }
 
     lua_pushcfunction(L, traceback);
     lua_getglobal(L, "require");

@@ -14,6 +14,7 @@ static const char *const names[GL_MSG_TYPES] = {
     [GL_MSG_HELLO] = "hello",         [GL_MSG_AUTH] = "auth",     [GL_MSG_WELCOME] = "welcome",
     [GL_MSG_ERROR] = "error",         [GL_MSG_HEARTBEAT] = "heartbeat",
     [GL_MSG_STATUS] = "status",       [GL_MSG_AGENTS] = "agents",
+    [GL_MSG_TASK] = "task",           [GL_MSG_DONE] = "done",
 };
 
 const char *gl_msg_name(int type)
@@ -97,6 +98,17 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err)
             rc = gl_mpk_put_map(b, 7) || put_agent(b, &m->agents[i], true);
         }
         break;
+    case GL_MSG_TASK:
+        rc = gl_mpk_put_map(b, 4) || put_kstr(b, "t", "task") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "task", m->task) || put_kbytes(b, "payload", m->payload, m->npayload);
+        break;
+    case GL_MSG_DONE:
+        if (!str_fits(m->text, GL_TEXT_MAX))
+            goto inval;
+        rc = gl_mpk_put_map(b, 6) || put_kstr(b, "t", "done") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "task", m->task) || put_key(b, "ok") || gl_mpk_put_bool(b, m->ok) ||
+             put_kstr(b, "text", m->text) || put_kbytes(b, "payload", m->payload, m->npayload);
+        break;
     default:
         goto inval;
     }
@@ -129,6 +141,7 @@ enum {
     F_T = 1 << 0, F_V = 1 << 1, F_ROLE = 1 << 2, F_NONCE = 1 << 3, F_MAC = 1 << 4,
     F_TEXT = 1 << 5, F_ADDR = 1 << 6, F_CORES = 1 << 7, F_SLOTS = 1 << 8, F_MEMORY = 1 << 9,
     F_STORED = 1 << 10, F_HB = 1 << 11, F_AGE = 1 << 12, F_AGENTS = 1 << 13,
+    F_JOB = 1 << 14, F_TASK = 1 << 15, F_OK = 1 << 16, F_PAYLOAD = 1 << 17,
 };
 #define F_AGENT (F_ADDR | F_CORES | F_SLOTS | F_MEMORY | F_STORED | F_HB)
 
@@ -140,6 +153,8 @@ static const unsigned required[GL_MSG_TYPES] = {
     [GL_MSG_HEARTBEAT] = F_AGENT,
     [GL_MSG_STATUS] = 0,
     [GL_MSG_AGENTS] = F_AGENTS,
+    [GL_MSG_TASK] = F_JOB | F_TASK | F_PAYLOAD,
+    [GL_MSG_DONE] = F_JOB | F_TASK | F_OK | F_TEXT | F_PAYLOAD,
 };
 
 typedef struct dec {
@@ -211,6 +226,21 @@ static int get_text(dec *d, const gl_mpk_head *k, const gl_mpk_head *v, char *ds
         dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
     }
     dst[n] = 0;
+    return 0;
+}
+
+/* Bytes of any length the frame holds, copied (the message owns them). */
+static int get_payload(dec *d, const gl_mpk_head *k, const gl_mpk_head *v, gl_msg *m)
+{
+    if (v->cls != GL_MPK_STR)
+        return bad(d, "is not a byte string", k);
+    if (m->payload)
+        return bad(d, "appears twice", k);
+    m->payload = malloc(v->n ? v->n : 1);
+    if (!m->payload)
+        return gl_err_set(d->err, GL_ENOMEM, "wire: out of memory for a %u-byte payload", v->n);
+    memcpy(m->payload, v->body, v->n);
+    m->npayload = v->n;
     return 0;
 }
 
@@ -411,6 +441,28 @@ int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err)
         case GL_MSG_HEARTBEAT:
             rc = agent_field(&d, &k, &v, &m->agent, &bit);
             break;
+        case GL_MSG_TASK:
+        case GL_MSG_DONE:
+            if (key_is(&k, "job")) {
+                bit = F_JOB;
+                rc = get_uint(&d, &k, &v, UINT64_MAX, &m->job);
+            } else if (key_is(&k, "task")) {
+                bit = F_TASK;
+                rc = get_uint(&d, &k, &v, UINT64_MAX, &m->task);
+            } else if (key_is(&k, "payload")) {
+                bit = F_PAYLOAD;
+                rc = get_payload(&d, &k, &v, m);
+            } else if (m->type == GL_MSG_DONE && key_is(&k, "ok")) {
+                bit = F_OK;
+                if (v.cls != GL_MPK_BOOL)
+                    rc = bad(&d, "is not a boolean", &k);
+                else
+                    m->ok = v.b;
+            } else if (m->type == GL_MSG_DONE && key_is(&k, "text")) {
+                bit = F_TEXT;
+                rc = get_text(&d, &k, &v, m->text, GL_TEXT_MAX);
+            }
+            break;
         case GL_MSG_AGENTS:
             if (key_is(&k, "agents")) {
                 bit = F_AGENTS;
@@ -443,6 +495,9 @@ void gl_msg_free(gl_msg *m)
     free(m->agents);
     m->agents = NULL;
     m->nagents = 0;
+    free(m->payload);
+    m->payload = NULL;
+    m->npayload = 0;
 }
 
 /* ---- stream ---- */

@@ -39,6 +39,8 @@ enum gl_msg_type {
     GL_MSG_HEARTBEAT, /* agent -> master: agent (registers on the first one) */
     GL_MSG_STATUS,    /* client -> master or agent: asks for what it knows */
     GL_MSG_AGENTS,    /* master or agent -> client: agents[nagents] */
+    GL_MSG_TASK,      /* driver -> agent -> executor: job, task, payload (opaque to the agent) */
+    GL_MSG_DONE,      /* executor -> agent -> driver: job, task, ok, and payload (ok) or text */
     GL_MSG_TYPES
 };
 
@@ -63,6 +65,10 @@ typedef struct gl_msg {
     gl_agent_info agent;             /* heartbeat */
     gl_agent_info *agents;           /* agents: owned by the message, see gl_msg_free */
     uint32_t nagents;
+    uint64_t job, task;              /* task, done */
+    bool ok;                         /* done */
+    uint8_t *payload;                /* task, done: decoded, owned (gl_msg_free); encoded, borrowed */
+    size_t npayload;
 } gl_msg;
 
 /* The name of a type ("hello", ...), or "?" for a value outside the enum. */
@@ -77,7 +83,7 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err);
  * memory (gl_msg_free). */
 int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err);
 
-/* Frees what a decoded message owns (agents) and zeroes those fields. */
+/* Frees what a decoded message owns (agents, payload) and zeroes those fields. */
 void gl_msg_free(gl_msg *m);
 
 /* Incremental decoding of a byte stream: feed what each read returned, then

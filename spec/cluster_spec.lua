@@ -71,6 +71,27 @@ local function wait_agents(master, want, seconds, opts)
   return res
 end
 
+-- Runs the handshake as role over a raw connection; returns the client
+-- (ready for messages) or fails the test.
+local function handshake(addr, role, secret)
+  local c = assert(helpers.tcp(addr))
+  local hello = assert(c:frame(5))
+  -- the nonce: a 32-byte str (0xd9 0x20) after the key "nonce"
+  local at = hello:find("\165nonce\217\032", 1, true)
+  assert.truthy(at, "hello without a nonce")
+  local nonce_l = hello:sub(at + 8, at + 39)
+  assert.are.equal(32, #nonce_l)
+  local nonce_c = ("n"):rep(32)
+  local mac = helpers.hmac_sha256(secret, "gleam-v1 auth\0" .. role .. "\0" .. nonce_l .. nonce_c)
+  c:send(helpers.frame(helpers.msgpack({ t = "auth", role = role, nonce = nonce_c, mac = mac })))
+  local welcome = assert(c:frame(5))
+  assert.truthy(welcome:find("\167welcome", 1, true), "no welcome")
+  -- the listener's proof, checked by the same oracle
+  local want = helpers.hmac_sha256(secret, "gleam-v1 welcome\0" .. role .. "\0" .. nonce_c .. nonce_l)
+  assert.truthy(welcome:find(want, 1, true), "the welcome's MAC is not HMAC(secret, nonces)")
+  return c
+end
+
 local function set(...)
   local s = {}
   for _, d in ipairs({ ... }) do s[d.addr] = true end
@@ -256,27 +277,6 @@ describe("bad frames", function()
 
   local SECRET = "frame-test-secret"
 
-  -- Runs the handshake as role over a raw connection; returns the client
-  -- (ready for messages) or fails the test.
-  local function handshake(addr, role, secret)
-    local c = assert(helpers.tcp(addr))
-    local hello = assert(c:frame(5))
-    -- the nonce: a 32-byte str (0xd9 0x20) after the key "nonce"
-    local at = hello:find("\165nonce\217\032", 1, true)
-    assert.truthy(at, "hello without a nonce")
-    local nonce_l = hello:sub(at + 8, at + 39)
-    assert.are.equal(32, #nonce_l)
-    local nonce_c = ("n"):rep(32)
-    local mac = helpers.hmac_sha256(secret, "gleam-v1 auth\0" .. role .. "\0" .. nonce_l .. nonce_c)
-    c:send(helpers.frame(helpers.msgpack({ t = "auth", role = role, nonce = nonce_c, mac = mac })))
-    local welcome = assert(c:frame(5))
-    assert.truthy(welcome:find("\167welcome", 1, true), "no welcome")
-    -- the listener's proof, checked by the same oracle
-    local want = helpers.hmac_sha256(secret, "gleam-v1 welcome\0" .. role .. "\0" .. nonce_c .. nonce_l)
-    assert.truthy(welcome:find(want, 1, true), "the welcome's MAC is not HMAC(secret, nonces)")
-    return c
-  end
-
   local heartbeat = { t = "heartbeat", addr = "10.9.9.9:1", cores = 1, slots = 1, memory = 1, stored = 0, hb_ms = 200 }
   local function with(t, k, v)
     local copy = {}
@@ -312,6 +312,9 @@ describe("bad frames", function()
     { "a frame that is an array", true, helpers.frame(helpers.msgpack({ "status" })), "the message is not a map" },
     { "a message the role may not send", true, helpers.frame(helpers.msgpack({ t = "agents", agents = {} })),
       "unexpected agents message" },
+    { "a task from a peer that is not a driver", true,
+      helpers.frame(helpers.msgpack({ t = "task", job = 1, task = 1, payload = "x" })),
+      "unexpected task message from a peer in role 'agent'" },
   }
 
   it("closes a connection that does not finish the handshake in 10 s", function()
@@ -377,4 +380,180 @@ describe("bad frames", function()
       end
     end)
   end
+end)
+
+describe("executors", function()
+  local ffi = require "ffi"
+  local codec = require "gleam.codec"
+  local executor = require "gleam.executor"
+
+  after_each(function()
+    helpers.stop_all()
+    helpers.cleanup()
+  end)
+
+  -- Sleeps ms in the executor (travels with ffi as a module upvalue).
+  local function nap(ms)
+    pcall(ffi.cdef, "int poll(void *fds, unsigned long n, int timeout);")
+    ffi.C.poll(nil, 0, ms)
+    return ms
+  end
+
+  local function send_task(c, job, task, payload)
+    assert.is_true(c:send(helpers.frame(helpers.msgpack({ t = "task", job = job, task = task, payload = payload }))))
+  end
+
+  -- Reads one done message; returns it decoded, its result row decoded.
+  local function done(c, seconds)
+    local body, why = c:frame(seconds or 10)
+    assert.truthy(body, "no done message: " .. tostring(why))
+    local m = codec.unpack(body)
+    assert.are.equal("done", m.t)
+    if m.ok then m.row = codec.row_at(ffi.cast(codec.u8p, m.payload), 0) end
+    return m
+  end
+
+  -- A secret, so that openssl (the spec's HMAC oracle) has a key.
+  local S = "executor-spec-secret"
+  local env = { GLEAM_SECRET = S }
+
+  local function cluster(cores)
+    local m = start_master({}, env)
+    local a = start_agent(m.addr, { "--cores", tostring(cores or 2) }, env)
+    return m, a
+  end
+
+  it("runs a driver's function in an executor and returns its results", function()
+    local _, a = cluster()
+    local c = handshake(a.addr, "driver", S)
+    local k = 10
+    send_task(c, 7, 1, executor.payload(function(x, y, s) return x * k + y, s:rep(2), nil end, 2, 3, "ab"))
+    local d = done(c)
+    assert.is_true(d.ok, d.text)
+    assert.are.same({ job = 7, task = 1 }, { job = d.job, task = d.task })
+    helpers.assert_rows({ helpers.row(23, "abab", nil) }, { d.row })
+    assert.truthy(log_of(a):find("task 1 of job 7: executor pid %d+ started"), log_of(a))
+    assert.truthy(log_of(a):find("task 1 of job 7 done", 1, true))
+    -- what the function prints goes to the agent's log, not into the channel
+    send_task(c, 7, 2, executor.payload(function() print("hello from a task") return 1 end))
+    d = done(c)
+    assert.is_true(d.ok, d.text)
+    assert.truthy(helpers.wait_for(2, function() return log_of(a):find("hello from a task", 1, true) end))
+    c:close()
+  end)
+
+  it("fails a task whose function raises, naming the file and line", function()
+    local _, a = cluster()
+    local c = handshake(a.addr, "driver", S)
+    local line = debug.getinfo(1, "l").currentline + 1
+    send_task(c, 1, 1, executor.payload(function(x) error("no good: " .. x) end, "row 5"))
+    local d = done(c)
+    assert.is_false(d.ok)
+    assert.truthy(d.text:find("cluster_spec.lua:" .. line .. ": no good: row 5", 1, true), d.text)
+    c:close()
+  end)
+
+  it("runs at most --cores executors at once and queues the rest", function()
+    local m, a = cluster(1)
+    local c = handshake(a.addr, "driver", S)
+    send_task(c, 1, 1, executor.payload(nap, 1500))
+    send_task(c, 1, 2, executor.payload(nap, 10))
+    -- while the first runs, no slot is free, on the agent and at the master
+    assert.truthy(helpers.wait_for(3, function()
+      local r = status(a.addr, { agent = true, env = env })
+      return r.agents[a.addr] and r.agents[a.addr].free == 0
+    end), "the agent never showed its slot taken")
+    assert.truthy(helpers.wait_for(3, function()
+      local r = status(m.addr, { env = env })
+      return r.agents[a.addr] and r.agents[a.addr].free == 0
+    end), "the master never saw the slot taken")
+    local d1, d2 = done(c), done(c)
+    assert.are.same({ 1, 2 }, { d1.task, d2.task })
+    assert.is_true(d1.ok and d2.ok)
+    assert.are.equal(1500, d1.row[1])
+    -- the second executor started only after the first was done
+    local log = log_of(a)
+    local first_done = log:find("task 1 of job 1 done", 1, true)
+    local second_start = log:find("task 2 of job 1: executor pid", 1, true)
+    assert.truthy(first_done and second_start and first_done < second_start, log)
+    assert.truthy(helpers.wait_for(3, function()
+      return status(a.addr, { agent = true, env = env }).agents[a.addr].free == 1
+    end))
+    c:close()
+  end)
+
+  it("reports an executor killed mid-task", function()
+    local _, a = cluster()
+    local c = handshake(a.addr, "driver", S)
+    send_task(c, 3, 9, executor.payload(nap, 30000))
+    local pid = helpers.wait_for(5, function()
+      return tonumber(log_of(a):match("task 9 of job 3: executor pid (%d+) started"))
+    end)
+    assert.truthy(pid, log_of(a))
+    helpers.sleep_ms(300)
+    helpers.kill({ pid = pid })
+    local d = done(c)
+    assert.is_false(d.ok)
+    assert.are.equal("the executor of task 9 was killed by signal 9", d.text)
+    -- the agent goes on: the next task runs
+    send_task(c, 3, 10, executor.payload(function() return "still here" end))
+    d = done(c)
+    assert.is_true(d.ok, d.text)
+    assert.are.equal("still here", d.row[1])
+    c:close()
+  end)
+
+  it("kills a driver's executors and drops its queue when the driver goes", function()
+    local _, a = cluster(1)
+    local c = handshake(a.addr, "driver", S)
+    send_task(c, 4, 1, executor.payload(nap, 30000))
+    send_task(c, 4, 2, executor.payload(nap, 10))
+    local pid = helpers.wait_for(5, function()
+      return tonumber(log_of(a):match("task 1 of job 4: executor pid (%d+) started"))
+    end)
+    assert.truthy(pid, log_of(a))
+    c:close()
+    assert.truthy(helpers.wait_for(5, function() return not helpers.alive({ pid = pid }) end),
+      "the executor outlived its driver")
+    assert.truthy(helpers.wait_for(3, function()
+      return log_of(a):find("killed its executor (pid " .. pid .. "): its driver is gone", 1, true)
+    end), log_of(a))
+    helpers.sleep_ms(300)
+    assert.falsy(log_of(a):find("task 2 of job 4: executor", 1, true), log_of(a))
+    -- the slot is free again for another driver
+    local c2 = handshake(a.addr, "driver", S)
+    send_task(c2, 5, 1, executor.payload(function() return 1 end))
+    assert.is_true(done(c2).ok)
+    c2:close()
+  end)
+
+  it("refuses bytecode from another LuaJIT, naming both", function()
+    local _, a = cluster()
+    local c = handshake(a.addr, "driver", S)
+    local d = codec.unpack(require("gleam.closure").dump(function() return 1 end, "task"))
+    local flags = d.bc:byte(5)
+    d.bc = d.bc:sub(1, 4) .. string.char(bit.bxor(flags, 8)) .. d.bc:sub(6) -- the other GC64 mode
+    send_task(c, 1, 1, codec.pack({ fn = codec.pack(d), args = codec.pack_row(), luajit = "LuaJIT 9.9-other" }))
+    local r = done(c)
+    assert.is_false(r.ok)
+    local mine = bit.band(flags, 8) ~= 0 and "GC64" or "no GC64"
+    local theirs = bit.band(flags, 8) ~= 0 and "no GC64" or "GC64"
+    assert.are.equal("executor: task refused: its bytecode is from LuaJIT 9.9-other (bytecode version 2, "
+      .. theirs .. "), this executor runs " .. jit.version .. " (bytecode version 2, " .. mine .. ")", r.text)
+    -- a function with cdata constants (the FFI flag) is not refused for it
+    send_task(c, 1, 2, executor.payload(function() return tonumber(0x7fffffffffffffffLL % 1000) end))
+    r = done(c)
+    assert.is_true(r.ok, r.text)
+    assert.are.equal(807, r.row[1])
+    c:close()
+  end)
+
+  it("is started only by an agent", function()
+    local r = helpers.gleam({ "executor", "--help" })
+    assert.are.equal(2, r.status)
+    assert.truthy(r.stderr:find("it is started by `gleam agent`", 1, true), r.stderr)
+    r = helpers.gleam({ "executor" }) -- stdin is /dev/null: no task
+    assert.are.equal(1, r.status)
+    assert.are.equal("gleam executor: reading the task: the input ended before a whole frame\n", r.stderr)
+  end)
 end)

@@ -58,8 +58,8 @@ static gl_agent_info agent(int i)
     return a;
 }
 
-/* One message of each type, filled with recognisable values; agents of
- * the last one are static (not to be freed). */
+/* One message of each type, filled with recognisable values; what they
+ * point to (agents, payloads) is static, not to be freed. */
 static int samples(gl_msg *out)
 {
     static gl_agent_info list[3];
@@ -73,6 +73,12 @@ static int samples(gl_msg *out)
     memset(&m, 0, sizeof m); m.type = GL_MSG_STATUS; out[n++] = m;
     for (int i = 0; i < 3; i++)
         list[i] = agent(i + 1);
+    static uint8_t payload[300];
+    fill(payload, sizeof payload);
+    memset(&m, 0, sizeof m); m.type = GL_MSG_TASK; m.job = 1ull << 40; m.task = 7; m.payload = payload; m.npayload = sizeof payload; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 3; m.task = 7; m.ok = true; m.payload = payload; m.npayload = 5; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 3; m.task = 8; m.ok = false; strcpy(m.text, "job.lua:3: boom"); out[n++] = m;
+    /* the agents list last: samples() callers rely on it being static */
     memset(&m, 0, sizeof m); m.type = GL_MSG_AGENTS; m.agents = list; m.nagents = 3; out[n++] = m;
     return n;
 }
@@ -88,7 +94,9 @@ static bool msg_eq(const gl_msg *a, const gl_msg *b)
 {
     if (a->type != b->type || a->version != b->version || strcmp(a->role, b->role) ||
         memcmp(a->nonce, b->nonce, GL_NONCE_LEN) || memcmp(a->mac, b->mac, GL_MAC_LEN) ||
-        strcmp(a->text, b->text) || !agent_eq(&a->agent, &b->agent) || a->nagents != b->nagents)
+        strcmp(a->text, b->text) || !agent_eq(&a->agent, &b->agent) || a->nagents != b->nagents ||
+        a->job != b->job || a->task != b->task || a->ok != b->ok || a->npayload != b->npayload ||
+        (a->npayload && memcmp(a->payload, b->payload, a->npayload)))
         return false;
     for (uint32_t i = 0; i < a->nagents; i++)
         if (!agent_eq(&a->agents[i], &b->agents[i]))
@@ -119,7 +127,7 @@ static void pack_bin(msgpack_packer *pk, size_t n)
 
 TEST(roundtrip_each_type)
 {
-    gl_msg ms[8];
+    gl_msg ms[12];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -141,7 +149,7 @@ TEST(roundtrip_each_type)
 /* msgpack-c reads our bodies as one map whose "t" is the type's name. */
 TEST(msgpack_c_reads_frames)
 {
-    gl_msg ms[8];
+    gl_msg ms[12];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -171,7 +179,7 @@ TEST(msgpack_c_reads_frames)
  * the reader gives back each message once, in order, whole. */
 TEST(stream_split_anywhere)
 {
-    gl_msg ms[8];
+    gl_msg ms[12];
     int n = samples(ms);
     gl_buf s = {0};
     for (int i = 0; i < n; i++)
@@ -226,7 +234,7 @@ TEST(stream_split_anywhere)
  * is malformed on its own; neither reads past what it was given. */
 TEST(truncated_frames)
 {
-    gl_msg ms[8];
+    gl_msg ms[12];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -361,6 +369,20 @@ TEST(wrong_types)
           msgpack_pack_int(&pk, 8), pack_str(&pk, "slots"), msgpack_pack_int(&pk, 1), pack_str(&pk, "memory"),
           msgpack_pack_int(&pk, 1), pack_str(&pk, "stored"), msgpack_pack_int(&pk, 1), pack_str(&pk, "hb_ms"),
           msgpack_pack_int(&pk, 1)), "lacks a field");
+    /* task and done: a payload that is not bytes, ok that is not a boolean, a missing text */
+    CASE((msgpack_pack_map(&pk, 4), pack_str(&pk, "t"), pack_str(&pk, "task"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "task"), msgpack_pack_int(&pk, 1), pack_str(&pk, "payload"),
+          msgpack_pack_array(&pk, 0)), "field 'payload' is not a byte string");
+    CASE((msgpack_pack_map(&pk, 6), pack_str(&pk, "t"), pack_str(&pk, "done"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "task"), msgpack_pack_int(&pk, 1), pack_str(&pk, "ok"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "text"), pack_str(&pk, ""), pack_str(&pk, "payload"),
+          pack_bin(&pk, 0)), "field 'ok' is not a boolean");
+    CASE((msgpack_pack_map(&pk, 5), pack_str(&pk, "t"), pack_str(&pk, "done"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "task"), msgpack_pack_int(&pk, 1), pack_str(&pk, "ok"),
+          msgpack_pack_true(&pk), pack_str(&pk, "payload"), pack_bin(&pk, 0)), "a done message lacks a field");
+    CASE((msgpack_pack_map(&pk, 5), pack_str(&pk, "t"), pack_str(&pk, "task"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "task"), msgpack_pack_int(&pk, 1), pack_str(&pk, "payload"),
+          pack_bin(&pk, 1), pack_str(&pk, "payload"), pack_bin(&pk, 1)), "appears twice");
     /* agents: not an array, an item not a map, a count the frame can't hold, an item lacking fields */
     CASE((msgpack_pack_map(&pk, 2), pack_str(&pk, "t"), pack_str(&pk, "agents"), pack_str(&pk, "agents"),
           msgpack_pack_map(&pk, 0)), "not an array");
@@ -401,7 +423,7 @@ TEST(wrong_types)
  * refused with a message; nothing is read out of bounds, nothing leaks. */
 TEST(random_bodies)
 {
-    gl_msg ms[8];
+    gl_msg ms[12];
     int n = samples(ms);
     uint8_t junk[512];
     int ok = 0, refused = 0;
