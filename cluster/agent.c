@@ -404,22 +404,14 @@ static void peer_msg(gl_conn *c, gl_msg *m)
 static void peer_closed(gl_conn *c, const char *why, bool was_ready)
 {
     drop_driver(c);
-    if (was_ready && c->eof)
-        gl_log(GL_LOG_DEBUG, "%s (%s) disconnected", c->peer, c->hs.role);
-    else
-        gl_log(GL_LOG_WARN, "closed the connection of %s: %s", c->peer, why);
+    gl_daemon_closed(c, why, was_ready);
 }
 
 static const gl_conn_cb peer_cb = {NULL, peer_msg, peer_closed};
 
 static void on_connection(uv_stream_t *server, int status)
 {
-    if (status < 0) {
-        gl_log(GL_LOG_WARN, "accept: %s", uv_strerror(status));
-        return;
-    }
-    if (!gl_conn_accept(server, &A.secret, &peer_cb, NULL))
-        gl_log(GL_LOG_ERROR, "out of memory accepting a connection");
+    gl_daemon_accept(server, status, &A.secret, &peer_cb);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -467,37 +459,18 @@ static int make_dir(const char *dir, gl_err *err)
     return 0;
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "gleam agent: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", USAGE);
-    return 2;
-}
+static int usage_error(const char *fmt, const char *arg) { return gl_opt_usage("agent", USAGE, fmt, arg); }
 
 int gl_agent_main(int argc, char **argv)
 {
     const char *master = NULL, *dir = NULL, *listen = "127.0.0.1:45327", *secret_file = NULL;
     const char *cores = NULL, *memory = NULL, *beat = NULL;
-    struct {
-        const char *name;
-        const char **val;
-    } opts[] = {{"--master", &master}, {"--dir", &dir}, {"--listen", &listen}, {"--secret-file", &secret_file},
-                {"--cores", &cores},   {"--memory", &memory}, {"--heartbeat", &beat}};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        int r = 0;
-        for (size_t k = 0; !r && k < sizeof opts / sizeof opts[0]; k++) {
-            r = gl_opt_value(argc, argv, &i, opts[k].name, opts[k].val);
-            if (r < 0)
-                return usage_error("%s needs a value", opts[k].name);
-        }
-        if (!r)
-            return usage_error("unknown option %s", argv[i]);
-    }
+    const gl_opt opts[] = {{"--master", &master}, {"--dir", &dir},       {"--listen", &listen},
+                           {"--secret-file", &secret_file}, {"--cores", &cores}, {"--memory", &memory},
+                           {"--heartbeat", &beat}};
+    int rc = gl_opt_parse(argc, argv, opts, sizeof opts / sizeof opts[0], "agent", USAGE);
+    if (rc >= 0)
+        return rc;
     if (!master)
         return usage_error("%s", "--master HOST:PORT is required");
     if (!dir)
@@ -531,15 +504,8 @@ int gl_agent_main(int argc, char **argv)
     A.self.free_slots = A.self.cores;
 
     gl_log_init("agent", getenv("GLEAM_DEBUG") ? GL_LOG_DEBUG : GL_LOG_INFO);
-    if (gl_secret_load(&A.secret, secret_file, &err)) {
-        fprintf(stderr, "gleam agent: %s\n", err.msg);
+    if (gl_daemon_secret(&A.secret, secret_file, lhost, listen, "agent"))
         return 1;
-    }
-    if (!A.secret.set && !gl_opt_loopback(lhost)) {
-        fprintf(stderr, "gleam agent: no secret (--secret-file or GLEAM_SECRET): "
-                        "refusing to listen on %s, which is not a loopback address\n", listen);
-        return 1;
-    }
     if (make_dir(dir, &err)) {
         fprintf(stderr, "gleam agent: %s\n", err.msg);
         return 1;
@@ -551,7 +517,7 @@ int gl_agent_main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&A.loop);
-    int rc = 0;
+    rc = 0;
     if (gl_listen(&A.loop, &A.server, lhost, lport, on_connection, A.self.addr, sizeof A.self.addr, &err)) {
         gl_log(GL_LOG_ERROR, "%s", err.msg);
         rc = 1;

@@ -140,24 +140,11 @@ static void on_msg(gl_conn *c, gl_msg *m)
     }
 }
 
-static void on_closed(gl_conn *c, const char *why, bool was_ready)
-{
-    if (was_ready && c->eof)
-        gl_log(GL_LOG_DEBUG, "%s (%s) disconnected", c->peer, c->hs.role);
-    else
-        gl_log(GL_LOG_WARN, "closed the connection of %s: %s", c->peer, why);
-}
-
-static const gl_conn_cb conn_cb = {NULL, on_msg, on_closed};
+static const gl_conn_cb conn_cb = {NULL, on_msg, gl_daemon_closed};
 
 static void on_connection(uv_stream_t *server, int status)
 {
-    if (status < 0) {
-        gl_log(GL_LOG_WARN, "accept: %s", uv_strerror(status));
-        return;
-    }
-    if (!gl_conn_accept(server, &M.secret, &conn_cb, NULL))
-        gl_log(GL_LOG_ERROR, "out of memory accepting a connection");
+    gl_daemon_accept(server, status, &M.secret, &conn_cb);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -185,57 +172,27 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&M.sigterm, NULL);
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "gleam master: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", USAGE);
-    return 2;
-}
+static int usage_error(const char *fmt, const char *arg) { return gl_opt_usage("master", USAGE, fmt, arg); }
 
 int gl_master_main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:45326", *secret_file = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        int r;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        if ((r = gl_opt_value(argc, argv, &i, "--listen", &v))) {
-            if (r < 0)
-                return usage_error("%s needs a value", argv[i]);
-            listen = v;
-            continue;
-        }
-        if ((r = gl_opt_value(argc, argv, &i, "--secret-file", &v))) {
-            if (r < 0)
-                return usage_error("%s needs a value", argv[i]);
-            secret_file = v;
-            continue;
-        }
-        return usage_error("unknown option %s", argv[i]);
-    }
+    const gl_opt opts[] = {{"--listen", &listen}, {"--secret-file", &secret_file}};
+    int rc = gl_opt_parse(argc, argv, opts, sizeof opts / sizeof opts[0], "master", USAGE);
+    if (rc >= 0)
+        return rc;
     gl_log_init("master", getenv("GLEAM_DEBUG") ? GL_LOG_DEBUG : GL_LOG_INFO);
     char host[GL_ADDR_MAX];
     int port;
     gl_err err = {0};
     if (gl_opt_hostport(listen, host, sizeof host, &port, &err))
         return usage_error("--listen: %s", err.msg);
-    if (gl_secret_load(&M.secret, secret_file, &err)) {
-        fprintf(stderr, "gleam master: %s\n", err.msg);
+    if (gl_daemon_secret(&M.secret, secret_file, host, listen, "master"))
         return 1;
-    }
-    if (!M.secret.set && !gl_opt_loopback(host)) {
-        fprintf(stderr, "gleam master: no secret (--secret-file or GLEAM_SECRET): "
-                        "refusing to listen on %s, which is not a loopback address\n", listen);
-        return 1;
-    }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&M.loop);
     char bound[GL_ADDR_MAX];
-    int rc = 0;
+    rc = 0;
     if (gl_listen(&M.loop, &M.server, host, port, on_connection, bound, sizeof bound, &err)) {
         gl_log(GL_LOG_ERROR, "%s", err.msg);
         rc = 1;

@@ -3,12 +3,40 @@
 #include "opt.h"
 
 #include "conn.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int gl_opt_usage(const char *cmd, const char *usage, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "gleam %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    return 2;
+}
+
+int gl_opt_parse(int argc, char **argv, const gl_opt *opts, size_t n, const char *cmd, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        int r = 0;
+        for (size_t k = 0; !r && k < n; k++) {
+            r = gl_opt_value(argc, argv, &i, opts[k].name, opts[k].val);
+            if (r < 0)
+                return gl_opt_usage(cmd, usage, "%s needs a value", opts[k].name);
+        }
+        if (!r)
+            return gl_opt_usage(cmd, usage, "unknown option %s", argv[i]);
+    }
+    return -1;
+}
 
 int gl_opt_hostport(const char *s, char *host, size_t max, int *port, gl_err *err)
 {
@@ -138,6 +166,37 @@ int gl_listen(uv_loop_t *loop, uv_tcp_t *tcp, const char *host, int port, uv_con
     }
     gl_addr_str((struct sockaddr *)&ss, bound, max);
     return 0;
+}
+
+int gl_daemon_secret(gl_secret *s, const char *file, const char *host, const char *listen, const char *cmd)
+{
+    gl_err err = {0};
+    if (gl_secret_load(s, file, &err)) {
+        fprintf(stderr, "gleam %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (!s->set && !gl_opt_loopback(host)) {
+        fprintf(stderr, "gleam %s: no secret (--secret-file or GLEAM_SECRET): "
+                        "refusing to listen on %s, which is not a loopback address\n", cmd, listen);
+        return 1;
+    }
+    return 0;
+}
+
+void gl_daemon_accept(uv_stream_t *server, int status, const gl_secret *secret, const gl_conn_cb *cb)
+{
+    if (status < 0)
+        gl_log(GL_LOG_WARN, "accept: %s", uv_strerror(status));
+    else if (!gl_conn_accept(server, secret, cb, NULL))
+        gl_log(GL_LOG_ERROR, "out of memory accepting a connection");
+}
+
+void gl_daemon_closed(gl_conn *c, const char *why, bool was_ready)
+{
+    if (was_ready && c->eof)
+        gl_log(GL_LOG_DEBUG, "%s (%s) disconnected", c->peer, c->hs.role);
+    else
+        gl_log(GL_LOG_WARN, "closed the connection of %s: %s", c->peer, why);
 }
 
 static void close_conn(uv_handle_t *h, void *arg)

@@ -86,35 +86,16 @@ static void on_timeout(uv_timer_t *t)
         gl_conn_close(S.conn, "no answer in time");
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "gleam status: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", USAGE);
-    return 2;
-}
+static int usage_error(const char *fmt, const char *arg) { return gl_opt_usage("status", USAGE, fmt, arg); }
 
 int gl_status_main(int argc, char **argv)
 {
     const char *master = NULL, *agent = NULL, *secret_file = NULL, *timeout = NULL;
-    struct {
-        const char *name;
-        const char **val;
-    } opts[] = {{"--master", &master}, {"--agent", &agent}, {"--secret-file", &secret_file}, {"--timeout", &timeout}};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        int r = 0;
-        for (size_t k = 0; !r && k < sizeof opts / sizeof opts[0]; k++) {
-            r = gl_opt_value(argc, argv, &i, opts[k].name, opts[k].val);
-            if (r < 0)
-                return usage_error("%s needs a value", opts[k].name);
-        }
-        if (!r)
-            return usage_error("unknown option %s", argv[i]);
-    }
+    const gl_opt opts[] = {{"--master", &master}, {"--agent", &agent}, {"--secret-file", &secret_file},
+                           {"--timeout", &timeout}};
+    int rc = gl_opt_parse(argc, argv, opts, sizeof opts / sizeof opts[0], "status", USAGE);
+    if (rc >= 0)
+        return rc;
     if (!master == !agent)
         return usage_error("%s", "give one of --master HOST:PORT or --agent HOST:PORT");
     S.kind = master ? "master" : "agent";

@@ -133,11 +133,16 @@ describe("gleam master and agents", function()
     assert.truthy(log_of(m):find("agent " .. a1.addr .. " registered: 3 cores, 1.0 GiB memory", 1, true), log_of(m))
   end)
 
-  it("forgets an agent that misses its heartbeats, and only that one", function()
+  -- A master and two agents, both registered.
+  local function two_agents()
     local m = start_master()
-    local a1 = start_agent(m.addr)
-    local a2 = start_agent(m.addr)
+    local a1, a2 = start_agent(m.addr), start_agent(m.addr)
     assert.are.equal(2, wait_agents(m, set(a1, a2)).n)
+    return m, a1, a2
+  end
+
+  it("forgets an agent that misses its heartbeats, and only that one", function()
+    local m, a1, a2 = two_agents()
     helpers.kill(a2)
     -- 3 missed beats of 0.2 s: gone well within 3 s
     local res = wait_agents(m, set(a1), 3)
@@ -153,10 +158,7 @@ describe("gleam master and agents", function()
   end)
 
   it("rebuilds its registry after a restart from the agents' next heartbeats", function()
-    local m = start_master()
-    local a1 = start_agent(m.addr)
-    local a2 = start_agent(m.addr)
-    assert.are.equal(2, wait_agents(m, set(a1, a2)).n)
+    local m, a1, a2 = two_agents()
     helpers.kill(m)
     -- while the master is down, a query fails with one clear line
     local down = status(m.addr)

@@ -11,33 +11,8 @@
 #include "wire.h"
 
 #include <msgpack.h>
-#include <sys/mman.h>
 
 /* ---- helpers ---- */
-
-/* Copies n bytes so they end exactly where an unreadable page starts
- * (borrowed: valid until the next call). */
-static const uint8_t *guarded(const void *src, size_t n)
-{
-    static uint8_t *lo;
-    static size_t cap;
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    if (n > cap || !lo) {
-        if (lo)
-            munmap(lo, cap + pg);
-        size_t want = n > (1u << 20) ? n : (1u << 20);
-        cap = (want + pg - 1) / pg * pg;
-        lo = mmap(NULL, cap + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (lo == MAP_FAILED || mprotect(lo + cap, pg, PROT_NONE)) {
-            perror("guarded: mmap");
-            exit(2);
-        }
-    }
-    uint8_t *p = lo + cap - n;
-    if (n)
-        memcpy(p, src, n);
-    return p;
-}
 
 static void fill(uint8_t *p, size_t n)
 {
@@ -107,7 +82,7 @@ static bool msg_eq(const gl_msg *a, const gl_msg *b)
 /* Decodes a body written by msgpack-c; returns the decoder's code. */
 static int decode_sbuf(const msgpack_sbuffer *sb, gl_msg *m, gl_err *err)
 {
-    return gl_wire_decode(guarded(sb->data, sb->size), sb->size, m, err);
+    return gl_wire_decode(test_guarded(sb->data, sb->size), sb->size, m, err);
 }
 
 static void pack_str(msgpack_packer *pk, const char *s)
@@ -138,7 +113,7 @@ TEST(roundtrip_each_type)
         uint32_t len = (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 | (uint32_t)b.data[2] << 8 | b.data[3];
         CHECK_EQ(len, b.len - 4);
         gl_msg got;
-        CHECK_EQ(gl_wire_decode(guarded(b.data + 4, len), len, &got, &err), 0);
+        CHECK_EQ(gl_wire_decode(test_guarded(b.data + 4, len), len, &got, &err), 0);
         if (!CHECK(msg_eq(&ms[i], &got)))
             fprintf(stderr, "  type %s differs\n", gl_msg_name(ms[i].type));
         gl_msg_free(&got);
@@ -242,13 +217,13 @@ TEST(truncated_frames)
         for (size_t cut = 0; cut < b.len; cut++) {
             gl_wire_reader r = {0};
             gl_msg m;
-            REQUIRE(gl_wire_feed(&r, guarded(b.data, cut), cut, NULL) == 0);
+            REQUIRE(gl_wire_feed(&r, test_guarded(b.data, cut), cut, NULL) == 0);
             CHECK_EQ(gl_wire_next(&r, &m, NULL), 0);
             gl_wire_reader_free(&r);
             if (cut >= 4) {
                 gl_err err = {0};
                 size_t blen = cut - 4;
-                CHECK_EQ(gl_wire_decode(guarded(b.data + 4, blen), blen, &m, &err), GL_EINVAL);
+                CHECK_EQ(gl_wire_decode(test_guarded(b.data + 4, blen), blen, &m, &err), GL_EINVAL);
                 CHECK(!strncmp(err.msg, "wire: malformed frame", 21));
             }
         }
@@ -297,7 +272,7 @@ TEST(oversized_and_empty)
     CHECK_EQ(gl_wire_next(&r, &m, &err), GL_EINVAL);
     CHECK(strstr(err.msg, "frame of 4097 bytes is over the 4096-byte bound") != NULL);
     gl_wire_reader_free(&r);
-    CHECK_EQ(gl_wire_decode(guarded("", 0), 0, &m, &err), GL_EINVAL);
+    CHECK_EQ(gl_wire_decode(test_guarded("", 0), 0, &m, &err), GL_EINVAL);
 }
 
 /* Well-formed msgpack that is not a valid message, written by msgpack-c. */
@@ -432,7 +407,7 @@ TEST(random_bodies)
         fill(junk, len);
         gl_msg m;
         gl_err err = {0};
-        int rc = gl_wire_decode(guarded(junk, len), len, &m, &err);
+        int rc = gl_wire_decode(test_guarded(junk, len), len, &m, &err);
         if (rc == 0)
             ok++;
         else if (CHECK(rc == GL_EINVAL) && CHECK(err.msg[0]))
@@ -448,7 +423,7 @@ TEST(random_bodies)
             b.data[4 + test_below((uint32_t)(b.len - 4))] = (uint8_t)test_rand();
         gl_msg m;
         gl_err err = {0};
-        int rc = gl_wire_decode(guarded(b.data + 4, b.len - 4), b.len - 4, &m, &err);
+        int rc = gl_wire_decode(test_guarded(b.data + 4, b.len - 4), b.len - 4, &m, &err);
         CHECK(rc == 0 || (rc == GL_EINVAL && err.msg[0]));
         if (rc == 0)
             ok++;
