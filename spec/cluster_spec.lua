@@ -559,3 +559,52 @@ describe("executors", function()
     assert.are.equal("gleam executor: reading the task: the input ended before a whole frame\n", r.stderr)
   end)
 end)
+
+describe("the README's cluster walkthrough", function()
+  after_each(function()
+    helpers.stop_all()
+    helpers.cleanup()
+  end)
+
+  it("runs as written, on free ports", function()
+    local text = helpers.read_file(helpers.source_dir .. "/README.md")
+    local at = text:find("<!-- test: spec/cluster_spec.lua runs this block", 1, true)
+    local block = at and text:match("```sh\n(.-)```", at)
+    assert.truthy(block, "no marked sh block in README.md")
+    local lines = {}
+    for l in block:gsub("\\\n%s*", " "):gmatch("[^\n]+") do
+      lines[#lines + 1] = (l:gsub("%s+#.*$", ""))
+    end
+    assert.are.equal(4, #lines, block)
+    local gen = lines[1]:match("^export GLEAM_SECRET=%$%((.*)%)$")
+    assert.truthy(gen, lines[1])
+    local secret = helpers.sh(gen):gsub("%s+$", "")
+    assert.is_true(#secret >= 32, secret)
+    local env = { GLEAM_SECRET = secret }
+    -- a command line's words, "build/gleam" dropped; the fixed ports, the
+    -- master's host and the data directory swapped for the test's own
+    local port = "0"
+    local function words(l)
+      local w = {}
+      for x in l:gmatch("%S+") do
+        x = x:gsub("^HOST:45326$", "127.0.0.1:" .. port):gsub(":4532[67]$", ":0")
+        w[#w + 1] = (x:gsub("^/var/lib/gleam$", helpers.tmpdir() .. "/gleam"))
+      end
+      assert.are.equal("build/gleam", table.remove(w, 1))
+      return w
+    end
+    local m = helpers.spawn(words(lines[2]), env)
+    port = helpers.listening(m):match(":(%d+)$")
+    local a = helpers.spawn(words(lines[3]), env)
+    helpers.listening(a)
+    local res
+    helpers.wait_for(10, function()
+      res = helpers.gleam(words(lines[4]), nil, env)
+      res.agents, res.n = parse_status(res.stdout)
+      return res.n == 1
+    end)
+    assert.are.equal(0, res.status, shown(res))
+    local _, agent = next(res.agents)
+    assert.are.same({ cores = 8, memory = 16 * 2 ^ 30 }, { cores = agent.cores, memory = agent.memory })
+  end)
+end)
