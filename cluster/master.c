@@ -5,7 +5,8 @@
  * that misses three of its own intervals is forgotten. The master keeps
  * nothing on disk: restarted, it learns the agents again from their next
  * heartbeats (agents reconnect on their own). A client's status message
- * gets the registry back. A connection that sends a malformed frame, fails
+ * gets the registry back; a driver's slots message gets executor slots
+ * granted from it. A connection that sends a malformed frame, fails
  * the handshake or sends what its role may not is closed and logged; the
  * others go on. */
 #include "cluster.h"
@@ -125,11 +126,59 @@ static void status(gl_conn *c)
     gl_msg_free(&r);
 }
 
+/* Grants up to want executor slots, one at a time from the agent with the
+ * most free slots in the master's view (so a job spreads over the
+ * cluster), and counts them as taken until that agent's next heartbeat
+ * says how many really are. The answer lists the agents granted from, each
+ * with the slots granted on it as its free_slots; it may hold fewer slots
+ * than asked for, or none. */
+static void grant(gl_conn *c, uint32_t want)
+{
+    gl_msg r;
+    memset(&r, 0, sizeof r);
+    r.type = GL_MSG_AGENTS;
+    uint32_t *take = calloc(M.n ? M.n : 1, sizeof *take);
+    if (!take) {
+        gl_conn_refuse(c, "the master is out of memory");
+        return;
+    }
+    uint32_t k = 0;
+    for (; k < want; k++) {
+        uint32_t best = M.n;
+        for (uint32_t i = 0; i < M.n; i++)
+            if (M.agents[i].info.free_slots && (best == M.n || M.agents[i].info.free_slots > M.agents[best].info.free_slots))
+                best = i;
+        if (best == M.n)
+            break;
+        M.agents[best].info.free_slots--;
+        if (!take[best]++)
+            r.nagents++;
+    }
+    r.agents = r.nagents ? calloc(r.nagents, sizeof *r.agents) : NULL;
+    uint64_t now = uv_now(&M.loop);
+    for (uint32_t i = 0, j = 0; r.agents && i < M.n; i++)
+        if (take[i]) {
+            r.agents[j] = M.agents[i].info;
+            r.agents[j].free_slots = take[i];
+            r.agents[j++].age_ms = now - M.agents[i].last_ms;
+        }
+    free(take);
+    if (r.nagents && !r.agents) {
+        gl_conn_refuse(c, "the master is out of memory");
+        return;
+    }
+    gl_log(GL_LOG_DEBUG, "granted %s %u of the %u slots it wanted", c->peer, k, want);
+    gl_conn_send(c, &r);
+    gl_msg_free(&r);
+}
+
 static void on_msg(gl_conn *c, gl_msg *m)
 {
     bool agent = !strcmp(c->hs.role, "agent");
     if (m->type == GL_MSG_HEARTBEAT && agent) {
         heartbeat(c, &m->agent);
+    } else if (m->type == GL_MSG_SLOTS && !strcmp(c->hs.role, "driver")) {
+        grant(c, m->want);
     } else if (m->type == GL_MSG_STATUS) {
         status(c);
     } else {

@@ -14,7 +14,7 @@ static const char *const names[GL_MSG_TYPES] = {
     [GL_MSG_HELLO] = "hello",         [GL_MSG_AUTH] = "auth",     [GL_MSG_WELCOME] = "welcome",
     [GL_MSG_ERROR] = "error",         [GL_MSG_HEARTBEAT] = "heartbeat",
     [GL_MSG_STATUS] = "status",       [GL_MSG_AGENTS] = "agents",
-    [GL_MSG_TASK] = "task",           [GL_MSG_DONE] = "done",
+    [GL_MSG_TASK] = "task",           [GL_MSG_DONE] = "done",     [GL_MSG_SLOTS] = "slots",
 };
 
 const char *gl_msg_name(int type)
@@ -109,6 +109,9 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err)
              put_kuint(b, "task", m->task) || put_key(b, "ok") || gl_mpk_put_bool(b, m->ok) ||
              put_kstr(b, "text", m->text) || put_kbytes(b, "payload", m->payload, m->npayload);
         break;
+    case GL_MSG_SLOTS:
+        rc = gl_mpk_put_map(b, 2) || put_kstr(b, "t", "slots") || put_kuint(b, "want", m->want);
+        break;
     default:
         goto inval;
     }
@@ -141,7 +144,7 @@ enum {
     F_T = 1 << 0, F_V = 1 << 1, F_ROLE = 1 << 2, F_NONCE = 1 << 3, F_MAC = 1 << 4,
     F_TEXT = 1 << 5, F_ADDR = 1 << 6, F_CORES = 1 << 7, F_SLOTS = 1 << 8, F_MEMORY = 1 << 9,
     F_STORED = 1 << 10, F_HB = 1 << 11, F_AGE = 1 << 12, F_AGENTS = 1 << 13,
-    F_JOB = 1 << 14, F_TASK = 1 << 15, F_OK = 1 << 16, F_PAYLOAD = 1 << 17,
+    F_JOB = 1 << 14, F_TASK = 1 << 15, F_OK = 1 << 16, F_PAYLOAD = 1 << 17, F_WANT = 1 << 18,
 };
 #define F_AGENT (F_ADDR | F_CORES | F_SLOTS | F_MEMORY | F_STORED | F_HB)
 
@@ -155,6 +158,7 @@ static const unsigned required[GL_MSG_TYPES] = {
     [GL_MSG_AGENTS] = F_AGENTS,
     [GL_MSG_TASK] = F_JOB | F_TASK | F_PAYLOAD,
     [GL_MSG_DONE] = F_JOB | F_TASK | F_OK | F_TEXT | F_PAYLOAD,
+    [GL_MSG_SLOTS] = F_WANT,
 };
 
 typedef struct dec {
@@ -461,6 +465,13 @@ int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err)
             } else if (m->type == GL_MSG_DONE && key_is(&k, "text")) {
                 bit = F_TEXT;
                 rc = get_text(&d, &k, &v, m->text, GL_TEXT_MAX);
+            }
+            break;
+        case GL_MSG_SLOTS:
+            if (key_is(&k, "want")) {
+                bit = F_WANT;
+                if (!(rc = get_uint(&d, &k, &v, UINT32_MAX, &u)))
+                    m->want = (uint32_t)u;
             }
             break;
         case GL_MSG_AGENTS:

@@ -41,6 +41,7 @@ enum gl_msg_type {
     GL_MSG_AGENTS,    /* master or agent -> client: agents[nagents] */
     GL_MSG_TASK,      /* driver -> agent -> executor: job, task, payload (opaque to the agent) */
     GL_MSG_DONE,      /* executor -> agent -> driver: job, task, ok, and payload (ok) or text */
+    GL_MSG_SLOTS,     /* driver -> master: want executor slots; answered by agents, slots granted each */
     GL_MSG_TYPES
 };
 
@@ -66,6 +67,7 @@ typedef struct gl_msg {
     gl_agent_info *agents;           /* agents: owned by the message, see gl_msg_free */
     uint32_t nagents;
     uint64_t job, task;              /* task, done */
+    uint32_t want;                   /* slots */
     bool ok;                         /* done */
     uint8_t *payload;                /* task, done: decoded, owned (gl_msg_free); encoded, borrowed */
     size_t npayload;

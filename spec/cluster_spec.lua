@@ -247,6 +247,50 @@ describe("gleam master and agents", function()
     assert.are.equal("gleam master: secret file /nonexistent/secret: No such file or directory\n", r.stderr)
   end)
 
+  it("grants drivers executor slots, spread over the agents, until heartbeats say otherwise", function()
+    local S = "slots-spec-secret"
+    local env = { GLEAM_SECRET = S }
+    local codec = require "gleam.codec"
+    local m = start_master({}, env)
+    local a2 = start_agent(m.addr, { "--cores", "2", "--heartbeat", "1" }, env)
+    local a3 = start_agent(m.addr, { "--cores", "3", "--heartbeat", "1" }, env)
+    assert.are.equal(2, wait_agents(m, set(a2, a3), 5, { env = env }).n)
+    local c = handshake(m.addr, "driver", S)
+    -- returns { [addr] = slots granted }, and their sum
+    local function ask(want)
+      c:send(helpers.frame(helpers.msgpack({ t = "slots", want = want })))
+      local body = assert(c:frame(5))
+      local r = codec.unpack(body)
+      assert.are.equal("agents", r.t)
+      local got, sum = {}, 0
+      for _, a in ipairs(r.agents) do
+        got[a.addr] = a.slots
+        sum = sum + a.slots
+      end
+      return got, sum
+    end
+    local got, sum = ask(4)
+    assert.are.equal(4, sum)
+    -- spread (the most free first: 3, then 2 and 2, ...), never past an agent's cores
+    assert.is_true(got[a2.addr] >= 1 and got[a2.addr] <= 2 and got[a3.addr] >= 2 and got[a3.addr] <= 3)
+    got, sum = ask(4) -- only one is left in the master's view
+    assert.are.equal(1, sum)
+    got, sum = ask(1)
+    assert.are.equal(0, sum)
+    -- the agents' next heartbeats (nothing runs on them) give all the slots back
+    helpers.sleep_ms(1200)
+    got, sum = ask(100)
+    assert.are.same({ [a2.addr] = 2, [a3.addr] = 3 }, got)
+    c:close()
+    -- only a driver may ask
+    local client = handshake(m.addr, "client", S)
+    client:send(helpers.frame(helpers.msgpack({ t = "slots", want = 1 })))
+    local body = client:frame(5)
+    assert.truthy(body and body:find("unexpected slots message from a peer in role 'client'", 1, true), body)
+    assert.is_true(client:closed_within(3))
+    client:close()
+  end)
+
   it("rejects bad options with a usage error", function()
     local cases = {
       { { "agent", "--dir", "/tmp/x" }, "gleam agent: --master HOST:PORT is required" },

@@ -53,6 +53,7 @@ static int samples(gl_msg *out)
     memset(&m, 0, sizeof m); m.type = GL_MSG_TASK; m.job = 1ull << 40; m.task = 7; m.payload = payload; m.npayload = sizeof payload; out[n++] = m;
     memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 3; m.task = 7; m.ok = true; m.payload = payload; m.npayload = 5; out[n++] = m;
     memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 3; m.task = 8; m.ok = false; strcpy(m.text, "job.lua:3: boom"); out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_SLOTS; m.want = 100000; out[n++] = m;
     /* the agents list last: samples() callers rely on it being static */
     memset(&m, 0, sizeof m); m.type = GL_MSG_AGENTS; m.agents = list; m.nagents = 3; out[n++] = m;
     return n;
@@ -70,7 +71,7 @@ static bool msg_eq(const gl_msg *a, const gl_msg *b)
     if (a->type != b->type || a->version != b->version || strcmp(a->role, b->role) ||
         memcmp(a->nonce, b->nonce, GL_NONCE_LEN) || memcmp(a->mac, b->mac, GL_MAC_LEN) ||
         strcmp(a->text, b->text) || !agent_eq(&a->agent, &b->agent) || a->nagents != b->nagents ||
-        a->job != b->job || a->task != b->task || a->ok != b->ok || a->npayload != b->npayload ||
+        a->job != b->job || a->task != b->task || a->want != b->want || a->ok != b->ok || a->npayload != b->npayload ||
         (a->npayload && memcmp(a->payload, b->payload, a->npayload)))
         return false;
     for (uint32_t i = 0; i < a->nagents; i++)
@@ -102,7 +103,7 @@ static void pack_bin(msgpack_packer *pk, size_t n)
 
 TEST(roundtrip_each_type)
 {
-    gl_msg ms[12];
+    gl_msg ms[16];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -124,7 +125,7 @@ TEST(roundtrip_each_type)
 /* msgpack-c reads our bodies as one map whose "t" is the type's name. */
 TEST(msgpack_c_reads_frames)
 {
-    gl_msg ms[12];
+    gl_msg ms[16];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -154,7 +155,7 @@ TEST(msgpack_c_reads_frames)
  * the reader gives back each message once, in order, whole. */
 TEST(stream_split_anywhere)
 {
-    gl_msg ms[12];
+    gl_msg ms[16];
     int n = samples(ms);
     gl_buf s = {0};
     for (int i = 0; i < n; i++)
@@ -209,7 +210,7 @@ TEST(stream_split_anywhere)
  * is malformed on its own; neither reads past what it was given. */
 TEST(truncated_frames)
 {
-    gl_msg ms[12];
+    gl_msg ms[16];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -398,7 +399,7 @@ TEST(wrong_types)
  * refused with a message; nothing is read out of bounds, nothing leaks. */
 TEST(random_bodies)
 {
-    gl_msg ms[12];
+    gl_msg ms[16];
     int n = samples(ms);
     uint8_t junk[512];
     int ok = 0, refused = 0;
