@@ -1,10 +1,10 @@
 /* main.c: the `gleam` executable. The cluster daemons and their client
  * (`gleam master`, `gleam agent`, `gleam status`) are C and start here,
  * with no Lua state; `gleam executor` is C over the Lua state made below.
- * Every other command makes the driver's Lua state,
- * points package.path at gleam's Lua modules (next to the executable when
- * installed, in the source tree when run from a build), and hands the
- * command line to gleam.cli. */
+ * Every other command makes the driver's Lua state, points package.path at
+ * gleam's Lua modules (next to the executable when installed, in the source
+ * tree when run from a build), preloads the REPL's line editor
+ * (gleam.lineedit, lineedit.c), and hands the command line to gleam.cli. */
 #include "cluster.h"
 
 #include <lauxlib.h>
@@ -22,6 +22,8 @@
 #ifndef GLEAM_INSTALL_LUA_REL
 #define GLEAM_INSTALL_LUA_REL "../share/lua/5.1"
 #endif
+
+int luaopen_gleam_lineedit(lua_State *L);
 
 static int exists(const char *path) { return access(path, R_OK) == 0; }
 
@@ -84,6 +86,10 @@ int main(int argc, char **argv)
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_gleam_lineedit);
+    lua_setfield(L, -2, "gleam.lineedit");
     lua_pop(L, 2);
 
     if (argc > 1 && !strcmp(argv[1], "executor")) {

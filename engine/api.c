@@ -33,8 +33,8 @@ struct gleam_engine {
 
 struct gleam_rows {
     gl_output *out; /* NULL: no rows */
-    uint32_t part, task;
-    size_t chunk;
+    uint32_t part;
+    gl_reader *rd;  /* over partition part */
     const gl_chunk *cur;
     const uint8_t *p; /* next row in cur */
     uint64_t left;    /* rows left in cur */
@@ -122,6 +122,12 @@ int gleam_engine_new(const gleam_options *o, gleam_engine **out, gleam_error *er
         lua_getfield(L, -1, "config");
         lua_pushnumber(L, o ? o->workers : 0);
         lua_setfield(L, -2, "workers");
+        lua_pushnumber(L, o ? (lua_Number)o->memory : 0);
+        lua_setfield(L, -2, "memory");
+        if (o && o->dir) {
+            lua_pushstring(L, o->dir);
+            lua_setfield(L, -2, "dir");
+        }
         lua_pop(L, 2);
         *out = e;
         return 0;
@@ -215,10 +221,16 @@ int gleam_rows_next(gleam_rows *r, const gleam_value **fields, size_t *n, gleam_
         return 0;
     while (!r->left) {
         const gl_chunk *c = NULL;
-        while (r->part < r->out->nparts && !(c = gl_output_next(r->out, r->part, &r->task, &r->chunk))) {
+        while (r->part < r->out->nparts) {
+            if (!r->rd && !(r->rd = gl_reader_new(r->out, r->part)))
+                return gl_api_error(err, GLEAM_ENOMEM, "gleam: out of memory");
+            if ((c = gl_reader_next(r->rd)))
+                break;
+            if (gl_reader_error(r->rd))
+                return gl_api_error(err, GLEAM_EIO, "%s", gl_reader_error(r->rd));
+            gl_reader_free(r->rd);
+            r->rd = NULL;
             r->part++;
-            r->task = 0;
-            r->chunk = 0;
         }
         if (!c)
             return 0;
@@ -244,6 +256,7 @@ void gleam_rows_free(gleam_rows *r)
 {
     if (!r)
         return;
+    gl_reader_free(r->rd);
     gl_output_free(r->out);
     gl_vals_free(&r->vals);
     free(r);

@@ -431,6 +431,13 @@ static void red_destroy(gl_opr *op)
     free(s);
 }
 
+/* Keys and values: the values' encoded bytes are about the keys' again. */
+static size_t red_held(gl_opr *op)
+{
+    redst *s = op->st;
+    return 2 * gl_agg_bytes(s->table) + s->cap * sizeof *s->v;
+}
+
 int gl_op_cfn_init(gl_opr *op)
 {
     const gl_step *st = gl_plan_get(op->t->run->plan, op->d->step);
@@ -451,6 +458,7 @@ int gl_op_cfn_init(gl_opr *op)
         op->push = red_push;
         op->finish = red_finish;
         op->destroy = red_destroy;
+        op->held = op->d->merge ? NULL : red_held;
         return 0;
     }
     mapst *m = calloc(1, sizeof *m);

@@ -11,12 +11,17 @@
 
 typedef struct gl_engine gl_engine;
 
-/* Starts `workers` worker threads (0: one per core). The Lua paths are
- * those the workers load gleam.worker from. Returns the engine (free with
- * gl_engine_free) or NULL with err set. */
-gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err);
+/* Starts `workers` worker threads (0: one per core) with a memory budget
+ * of `memory` bytes (0: half of physical memory) and the store's directory
+ * `dir` (NULL: a temporary one, made when first needed; see store.h). The
+ * Lua paths are those the workers load gleam.worker from. Returns the
+ * engine (free with gl_engine_free) or NULL with err set. */
+gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, const char *lua_path,
+                         const char *lua_cpath, gl_err *err);
 void gl_engine_free(gl_engine *e);
 uint32_t gl_engine_workers(const gl_engine *e);
+/* The engine's store (borrowed). */
+gl_store *gl_engine_store(gl_engine *e);
 
 /* What a run counted besides its rows. */
 typedef struct gl_stats {
@@ -28,7 +33,7 @@ typedef struct gl_stats {
  * target's shards in order (caller frees with gl_output_free) and *stats
  * (if not NULL) its counts. `cancel`, if not NULL, stops the run when it
  * becomes non-zero. Not reentrant: one run at a time per engine. */
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
+int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err);
 
 /* Cores the engine would use by default. */

@@ -14,6 +14,7 @@
 
 struct gl_engine {
     gl_pool *pool;
+    gl_store *store;
     uint64_t runs;
 };
 
@@ -23,14 +24,18 @@ uint32_t gl_cores(void)
     return n ? n : 1;
 }
 
-gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err)
+gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, const char *lua_path,
+                         const char *lua_cpath, gl_err *err)
 {
     gl_engine *e = calloc(1, sizeof *e);
     if (!e) {
         gl_err_set(err, GL_ENOMEM, "engine: out of memory");
         return NULL;
     }
-    if (!(e->pool = gl_pool_new(workers ? workers : gl_cores(), lua_path, lua_cpath, err))) {
+    workers = workers ? workers : gl_cores();
+    if (!(e->store = gl_store_new(memory, dir, workers, err)) ||
+        !(e->pool = gl_pool_new(workers, lua_path, lua_cpath, err))) {
+        gl_store_release(e->store);
         free(e);
         return NULL;
     }
@@ -42,8 +47,11 @@ void gl_engine_free(gl_engine *e)
     if (!e)
         return;
     gl_pool_free(e->pool);
+    gl_store_release(e->store);
     free(e);
 }
+
+gl_store *gl_engine_store(gl_engine *e) { return e->store; }
 
 uint32_t gl_engine_workers(const gl_engine *e) { return gl_pool_size(e->pool); }
 
@@ -58,7 +66,7 @@ static void task_job(void *ctx, gl_worker *w, uint32_t i)
     stage_run *sr = ctx;
     gl_task *t = &sr->tasks[i];
     t->w = w;
-    if (gl_task_run(t) && t->err.code != GL_ECANCEL) {
+    if ((gl_task_run(t) || gl_output_seal(t->out, t->index, &t->err)) && t->err.code != GL_ECANCEL) {
         int none = 0;
         if (atomic_compare_exchange_strong(&sr->first, &none, (int)i + 1))
             atomic_store(&sr->run->failed, 1);
@@ -145,19 +153,27 @@ static void count_reader(gl_run *run, uint32_t s, uint32_t *left)
 }
 
 /* An output is freed when the last stage reading it is done (a dataset
- * read by several steps is kept for all of them). */
+ * read by several steps is kept for all of them), unless the plan keeps it
+ * as a cached dataset's shards. */
+static bool plan_owns(const gl_run *run, uint32_t s)
+{
+    int id = run->stages.v[s].cache_step;
+    return id >= 0 && run->outs[s] && gl_plan_get(run->plan, id)->cached == run->outs[s];
+}
+
 static void release(gl_run *run, uint32_t s, uint32_t *left)
 {
     if (left[s] && --left[s] == 0) {
-        gl_output_free(run->outs[s]);
+        if (!plan_owns(run, s))
+            gl_output_free(run->outs[s]);
         run->outs[s] = NULL;
     }
 }
 
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel, gl_output **out,
+int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err)
 {
-    gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel};
+    gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel, .store = e->store};
     gl_stats st_total = {0};
     *out = NULL;
     int rc = gl_plan_stages(p, target, gl_pool_size(e->pool), &run.stages, err);
@@ -171,8 +187,15 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         each_input(&run, &run.stages.v[s], count_reader, left);
     for (uint32_t s = 0; s < run.stages.n && !rc; s++) {
         gl_stage *st = &run.stages.v[s];
+        if (st->cache_in) {
+            /* The shards of a cached dataset, from an earlier run: the
+             * plan owns them (release leaves them alone). */
+            run.outs[s] = gl_plan_get(p, st->cache_step)->cached;
+            st_total.stages++;
+            continue;
+        }
         gl_task *tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *tasks);
-        run.outs[s] = gl_output_new(st->nparts, st->ntasks);
+        run.outs[s] = gl_output_new(st->nparts, st->ntasks, e->store, st->on_disk);
         if (!tasks || !run.outs[s]) {
             free(tasks);
             rc = gl_err_set(err, GL_ENOMEM, "engine: out of memory");
@@ -198,6 +221,8 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
             rc = gl_err_set(err, GL_ECANCEL, "cancelled");
         } else if (st->sample && s + 1 < run.stages.n && set_bounds(&run.stages.v[s + 1], tasks, st->ntasks)) {
             rc = gl_err_set(err, GL_ENOMEM, "sort: out of memory");
+        } else if (st->on_disk) {
+            rc = gl_store_sync(e->store, err);
         }
         st_total.stages++;
         st_total.tasks += st->ntasks;
@@ -208,6 +233,8 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         }
         free_tasks(tasks, st->ntasks);
         each_input(&run, st, release, left);
+        if (!rc && st->cache_step >= 0)
+            gl_plan_cache_put(p, st->cache_step, run.outs[s]); /* kept for later runs */
     }
     if (stats)
         *stats = st_total;
@@ -216,7 +243,8 @@ int gl_engine_run(gl_engine *e, const gl_plan *p, int target, atomic_int *cancel
         run.outs[run.stages.n - 1] = NULL;
     }
     for (uint32_t s = 0; run.outs && s < run.stages.n; s++)
-        gl_output_free(run.outs[s]);
+        if (!plan_owns(&run, s))
+            gl_output_free(run.outs[s]);
     free(run.outs);
     free(left);
     gl_stages_free(&run.stages);

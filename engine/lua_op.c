@@ -93,6 +93,14 @@ static void lua_destroy(gl_opr *op)
     lua_gc(L, LUA_GCSTEP, 0);
 }
 
+/* The key table, and the Lua array of values beside it (16-byte slots,
+ * with the table's own overhead): about twice the keys again. */
+static size_t lua_held(gl_opr *op)
+{
+    luast *s = op->st;
+    return 3 * gl_agg_bytes(s->agg);
+}
+
 int gl_op_lua_init(gl_opr *op)
 {
     gl_worker *w = op->t->w;
@@ -124,5 +132,7 @@ int gl_op_lua_init(gl_opr *op)
     op->ref_push = luaL_ref(L, LUA_REGISTRYINDEX);
     op->push = lua_push;
     op->finish = lua_finish;
+    if (s->agg && !op->d->merge)
+        op->held = lua_held;
     return 0;
 }

@@ -144,6 +144,12 @@ static void agg_destroy(gl_opr *op)
     free(a);
 }
 
+static size_t agg_held(gl_opr *op)
+{
+    aggst *a = op->st;
+    return gl_agg_bytes(a->table) + a->cap * (size_t)(a->nv > 0 ? a->nv : 1) * sizeof(gl_num);
+}
+
 int gl_op_agg_init(gl_opr *op)
 {
     aggst *a = calloc(1, sizeof *a);
@@ -156,5 +162,6 @@ int gl_op_agg_init(gl_opr *op)
     op->push = agg_push;
     op->finish = agg_finish;
     op->destroy = agg_destroy;
+    op->held = op->d->merge ? NULL : agg_held;
     return 0;
 }

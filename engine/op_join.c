@@ -182,12 +182,17 @@ int gl_op_join_init(gl_opr *op)
     uint32_t sidx = op->d->small_left ? 0 : 1;
     j->nils[sidx] = rest_width(side->max_width, &op->d->key);
     for (uint32_t part = 0; part < side->nparts; part++) {
-        uint32_t task = 0;
-        size_t chunk = 0;
+        gl_reader *r = gl_reader_new(side, part);
         const gl_chunk *c;
-        while ((c = gl_output_next(side, part, &task, &chunk)))
+        int rc = r ? 0 : gl_err_set(&t->err, GL_ENOMEM, "join: out of memory");
+        while (!rc && (c = gl_reader_next(r)))
             if (gl_groups_add(j->g, sidx, c->data, c->len, c->nrows))
-                return gl_err_set(&t->err, GL_ENOMEM, "join: out of memory");
+                rc = gl_err_set(&t->err, GL_ENOMEM, "join: out of memory");
+        if (!rc && gl_reader_error(r))
+            rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(r));
+        gl_reader_free(r);
+        if (rc)
+            return rc;
     }
     op->push = bcast_push;
     op->finish = bcast_finish;

@@ -2,7 +2,14 @@
  * kept in one arena with an index of (offset, length); the order is the key
  * (descending if asked), then the whole row ascending, so equal keys still
  * come out in one order whatever the shard count. top keeps at most about
- * 2n rows: past that it sorts and drops all but the first n. */
+ * 2n rows: past that it sorts and drops all but the first n.
+ *
+ * External sort: when the arena and index would pass the task's share of
+ * the memory budget, the rows so far are sorted and written to LMDB as a
+ * run, and the arena starts again. At the end the last rows are sorted in
+ * memory and merged with the runs (a binary heap of cursors; run rows are
+ * read in place from the map). The order is total over row bytes, so the
+ * merge gives exactly the rows the in-memory sort would. */
 #define _GNU_SOURCE
 #include "task.h"
 
@@ -19,6 +26,9 @@ typedef struct sortst {
     size_t n, cap;
     bool top;
     size_t keep; /* top: rows to keep */
+    uint64_t share; /* bytes before a run is spilled; 0: never */
+    gl_output **runs;
+    size_t nruns;
 } sortst;
 
 typedef struct cmpctx {
@@ -68,9 +78,49 @@ static int compact(gl_opr *op)
     return 0;
 }
 
+/* Sorts the rows held and writes them to LMDB as a new run. */
+static int spill_run(gl_opr *op)
+{
+    sortst *s = op->st;
+    gl_task *t = op->t;
+    gl_output **v = realloc(s->runs, (s->nruns + 1) * sizeof *v);
+    if (!v)
+        return gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
+    s->runs = v;
+    gl_output *run = gl_output_new(1, 1, t->run->store, true);
+    if (!run)
+        return gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
+    s->runs[s->nruns++] = run;
+    sort_all(op);
+    /* Rows go out in batches of adjacent index entries copied together. */
+    gl_buf *b = &op->out;
+    uint64_t nb = 0;
+    int rc = 0;
+    for (size_t i = 0; i < s->n && !rc; i++) {
+        if (gl_buf_append(b, s->arena.data + s->v[i].off, s->v[i].len))
+            return gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
+        nb++;
+        if (b->len >= GL_CHUNK_BYTES / 4 || i + 1 == s->n) {
+            rc = gl_output_append(run, 0, 0, b->data, b->len, nb, &t->err);
+            b->len = 0;
+            nb = 0;
+        }
+    }
+    if (!rc)
+        rc = gl_output_seal(run, 0, &t->err);
+    s->arena.len = 0;
+    s->n = 0;
+    return rc;
+}
+
 static int sort_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     sortst *s = op->st;
+    if (s->share && s->n && s->arena.len + len + (s->n + nrows) * sizeof(ent) > s->share) {
+        int rc = spill_run(op);
+        if (rc)
+            return rc;
+    }
     size_t base = s->arena.len;
     if (gl_buf_append(&s->arena, rows, len))
         return gl_err_set(&op->t->err, GL_ENOMEM, "sort: out of memory");
@@ -93,9 +143,127 @@ static int sort_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows
     return 0;
 }
 
+/* A source of sorted rows for the merge: a run in LMDB, or (rd NULL) the
+ * rows still in memory. */
+typedef struct cursor {
+    gl_reader *rd;
+    const uint8_t *p, *end; /* the current row is [p, rowend) */
+    const uint8_t *rowend;
+    uint64_t left;          /* rows after the current one in this chunk */
+    size_t i;               /* memory: index of the current entry */
+} cursor;
+
+/* Moves to the next row; 1 there is one, 0 the source is done, <0 error. */
+static int cursor_next(sortst *s, cursor *c)
+{
+    if (!c->rd) {
+        if (++c->i >= s->n)
+            return 0;
+        c->p = s->arena.data + s->v[c->i].off;
+        c->rowend = c->p + s->v[c->i].len;
+        return 1;
+    }
+    if (c->left) {
+        c->left--;
+        c->p = c->rowend;
+        c->rowend = gl_row_end(c->p, c->end);
+        return 1;
+    }
+    const gl_chunk *ch;
+    do {
+        if (!(ch = gl_reader_next(c->rd)))
+            return gl_reader_error(c->rd) ? -1 : 0;
+    } while (!ch->nrows);
+    c->p = ch->data;
+    c->end = ch->data + ch->len;
+    c->rowend = gl_row_end(c->p, c->end);
+    c->left = ch->nrows - 1;
+    return 1;
+}
+
+static int cursor_cmp(const gl_opr *op, const cursor *a, const cursor *b)
+{
+    int r = gl_row_cmp(a->p, a->rowend, b->p, b->rowend, &op->d->key, false);
+    if (r)
+        return op->d->desc ? -r : r;
+    static const gl_keyspec none;
+    return gl_row_cmp(a->p, a->rowend, b->p, b->rowend, &none, true);
+}
+
+static void sift_down(const gl_opr *op, cursor *c, size_t *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && cursor_cmp(op, &c[h[l]], &c[h[m]]) < 0)
+            m = l;
+        if (l + 1 < n && cursor_cmp(op, &c[h[l + 1]], &c[h[m]]) < 0)
+            m = l + 1;
+        if (m == i)
+            return;
+        size_t x = h[i];
+        h[i] = h[m];
+        h[m] = x;
+        i = m;
+    }
+}
+
+/* k-way merge of the runs and the rows in memory, to the next op. */
+static int merge_runs(gl_opr *op)
+{
+    sortst *s = op->st;
+    gl_task *t = op->t;
+    size_t k = s->nruns + 1, n = 0;
+    cursor *c = calloc(k, sizeof *c);
+    size_t *h = calloc(k, sizeof *h);
+    int rc = c && h ? 0 : gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
+    sort_all(op);
+    for (size_t i = 0; i < k && !rc; i++) {
+        int got;
+        if (i < s->nruns) {
+            if (!(c[i].rd = gl_reader_new(s->runs[i], 0)))
+                rc = gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
+            got = rc ? 0 : cursor_next(s, &c[i]);
+        } else {
+            c[i].i = (size_t)-1;
+            got = cursor_next(s, &c[i]);
+        }
+        if (got < 0)
+            rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(c[i].rd));
+        else if (got)
+            h[n++] = i;
+    }
+    for (size_t i = n / 2; i-- > 0 && !rc;)
+        sift_down(op, c, h, n, i);
+    while (n && !rc) {
+        cursor *top = &c[h[0]];
+        if (gl_buf_append(&op->out, top->p, (size_t)(top->rowend - top->p))) {
+            rc = gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
+            break;
+        }
+        op->out_rows++;
+        /* Emitted before the cursor moves: its row may live in the chunk
+         * the move releases. */
+        if ((rc = gl_op_flush(op, GL_CHUNK_BYTES / 4)))
+            break;
+        int got = cursor_next(s, top);
+        if (got < 0)
+            rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(top->rd));
+        else if (!got)
+            h[0] = h[--n];
+        sift_down(op, c, h, n, 0);
+    }
+    for (size_t i = 0; c && i < k; i++)
+        gl_reader_free(c[i].rd);
+    free(c);
+    free(h);
+    return rc ? rc : gl_op_flush(op, 0);
+}
+
 static int sort_finish(gl_opr *op)
 {
     sortst *s = op->st;
+    if (s->nruns)
+        return merge_runs(op);
     sort_all(op);
     size_t n = s->top && s->keep < s->n ? s->keep : s->n;
     for (size_t i = 0; i < n; i++) {
@@ -116,6 +284,9 @@ static void sort_destroy(gl_opr *op)
         return;
     gl_buf_free(&s->arena);
     free(s->v);
+    for (size_t i = 0; i < s->nruns; i++)
+        gl_output_free(s->runs[i]);
+    free(s->runs);
     free(s);
 }
 
@@ -127,6 +298,8 @@ int gl_op_sort_init(gl_opr *op)
     s->top = op->d->kind == GL_OP_TOP;
     if (s->top)
         s->keep = op->d->limit > 0 ? (size_t)op->d->limit : 0;
+    else if (op->t->run->store)
+        s->share = gl_store_op_share(op->t->run->store);
     op->st = s;
     op->push = sort_push;
     op->finish = sort_finish;

@@ -2,6 +2,7 @@
 #include "plan.h"
 
 #include "mpk.h"
+#include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ static void step_free(gl_step *s)
     free(s->cfn);
     gl_buf_free(&s->fn);
     gl_buf_free(&s->rows);
+    gl_output_free(s->cached);
     for (uint32_t i = 0; i < s->npaths; i++)
         free(s->paths[i]);
     free(s->paths);
@@ -41,6 +43,17 @@ void gl_plan_free(gl_plan *p)
 static gl_step *get(gl_plan *p, int id) { return id >= 0 && id < p->n ? &p->steps[id] : NULL; }
 
 const gl_step *gl_plan_get(const gl_plan *p, int id) { return get((gl_plan *)p, id); }
+
+void gl_plan_cache_put(gl_plan *p, int id, gl_output *o)
+{
+    gl_step *s = get(p, id);
+    if (!s) {
+        gl_output_free(o);
+        return;
+    }
+    gl_output_free(s->cached);
+    s->cached = o;
+}
 int gl_plan_nsteps(const gl_plan *p) { return p->n; }
 
 static bool is_source(int kind)
@@ -154,6 +167,15 @@ int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v)
     case GL_P_SINGLE: s->single = v != 0; return 0;
     case GL_P_HINT_BYTES: s->hint_bytes = v; return 0;
     case GL_P_HINT_ROWS: s->hint_rows = v; return 0;
+    case GL_P_PERSIST:
+        if (v < 0 || v > (GL_PERSIST_CACHE | GL_PERSIST_DISK))
+            return GL_EINVAL;
+        s->persist = v;
+        if (!(v & GL_PERSIST_CACHE)) {
+            gl_output_free(s->cached);
+            s->cached = NULL;
+        }
+        return 0;
     }
     return GL_EINVAL;
 }
@@ -231,6 +253,7 @@ static int new_stage(planner *pl, uint32_t *id)
     memset(&v[o->n], 0, sizeof v[o->n]);
     v[o->n].id = o->n;
     v[o->n].src_step = -1;
+    v[o->n].cache_step = -1;
     *id = o->n++;
     return 0;
 }
@@ -475,14 +498,27 @@ static int plan_ds(planner *pl, int id, uint32_t *sid)
 {
     if (id < 0 || id >= gl_plan_nsteps(pl->p))
         return gl_err_set(pl->err, GL_EINVAL, "planner: no dataset %d", id);
-    if (pl->readers[id] < 2)
+    const gl_step *s = gl_plan_get(pl->p, id);
+    if (pl->readers[id] < 2 && !s->persist)
         return plan_step(pl, id, sid);
     if (pl->kept[id] < 0) {
         uint32_t st;
-        int rc = plan_step(pl, id, &st);
-        if (rc)
-            return rc;
-        close_stage(pl, st, GL_SINK_LOCAL, 0, (gl_keyspec){0});
+        int rc;
+        if (s->cached) {
+            /* Shards of an earlier run: a stage with nothing to run. */
+            if ((rc = new_stage(pl, &st)))
+                return rc;
+            pl->out->v[st].cache_in = true;
+            pl->out->v[st].nparts = s->cached->nparts;
+            pl->out->v[st].ntasks = 0;
+        } else {
+            if ((rc = plan_step(pl, id, &st)))
+                return rc;
+            close_stage(pl, st, GL_SINK_LOCAL, 0, (gl_keyspec){0});
+            pl->out->v[st].on_disk = (s->persist & GL_PERSIST_DISK) != 0;
+        }
+        if (s->persist & GL_PERSIST_CACHE)
+            pl->out->v[st].cache_step = id;
         pl->kept[id] = st;
     }
     return read_kept(pl, (uint32_t)pl->kept[id], sid);

@@ -61,7 +61,12 @@ enum gl_param {
     GL_P_SINGLE,       /* save: one file */
     GL_P_HINT_BYTES,   /* hint{bytes}: expected size of this dataset */
     GL_P_HINT_ROWS,    /* hint{rows} */
+    GL_P_PERSIST,      /* cache()/on_disk(): GL_PERSIST_* bits */
 };
+
+/* A persisted dataset ends a stage, so its shards exist as an output. */
+enum { GL_PERSIST_CACHE = 1, /* kept in the plan for later runs */
+       GL_PERSIST_DISK = 2   /* written to LMDB and synced */ };
 
 /* String parameters of a step (gl_plan_set_str). */
 enum gl_sparam { GL_S_CMD, GL_S_PATH, GL_S_TYPES };
@@ -139,6 +144,9 @@ typedef struct gl_stage {
     bool sink_desc;
     bool sample;              /* keep a key sample for the next stage's range sink */
     bool track_width;         /* record the widest row written (joins need it) */
+    bool on_disk;             /* its output goes to LMDB and is synced */
+    int cache_step;           /* >= 0: the output is that step's cache */
+    bool cache_in;            /* the cache exists: nothing runs, it is the output */
     gl_buf bounds;            /* RANGE: nparts-1 keys, back to back */
     uint32_t *bound_off;      /* nparts offsets into bounds (last = len) */
     gl_buf blob;              /* msgpack: what Lua workers need to run the ops */
@@ -166,6 +174,8 @@ typedef struct gl_step {
     uint32_t npaths;
     gl_buf rows;              /* ROWS: driver rows, back to back */
     uint64_t nrows;
+    int64_t persist;          /* GL_PERSIST_* */
+    struct gl_output *cached; /* the shards of a cached step, once run (owned) */
 } gl_step;
 
 /* Returns a new empty plan (caller frees with gl_plan_free), or NULL. */
@@ -189,6 +199,9 @@ int gl_plan_add_input(gl_plan *p, int id, int input);
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
 
 const gl_step *gl_plan_get(const gl_plan *p, int id);
+/* Hands the shards of cached step id to the plan (it frees them), or drops
+ * them with o NULL. */
+void gl_plan_cache_put(gl_plan *p, int id, struct gl_output *o);
 int gl_plan_nsteps(const gl_plan *p);
 
 typedef struct gl_stages {
@@ -202,6 +215,12 @@ typedef struct gl_stages {
  * by the caller (gl_stages_free). */
 int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err);
 void gl_stages_free(gl_stages *s);
+
+/* Appends to *out a few lines of text describing how the flow ending at
+ * `target` would run on `workers` workers: its stages, what each reads,
+ * its ops (step names and the user's lines) and its output shards
+ * (explain.c). Plans without running; *out is the caller's. */
+int gl_plan_explain(const gl_plan *p, int target, uint32_t workers, gl_buf *out, gl_err *err);
 
 /* Text sources (source_text.c): globs the patterns and splits the files into
  * ntasks lists of pieces (ntasks 0: chosen from the total size). */

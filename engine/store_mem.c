@@ -1,29 +1,85 @@
-/* store_mem.c: chunked shards and stage outputs held in memory. */
+/* store_mem.c: shards and stage outputs in memory, and the move of a shard
+ * to LMDB when the budget is used up (see store.h). */
 #include "store.h"
+
+#include "store_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int gl_shard_append(gl_shard *s, const uint8_t *rows, size_t len, uint64_t nrows)
+static void chunk_free(gl_store *st, gl_chunk *c)
+{
+    if (st)
+        atomic_fetch_sub(&st->used, c->cap);
+    free(c->data);
+    c->data = NULL;
+}
+
+/* Writes the shard's chunks in memory to LMDB, in order, and frees them. */
+static int shard_flush(gl_output *o, size_t cell, gl_err *err)
+{
+    gl_shard *s = &o->cells[cell];
+    size_t n = s->n;
+    if (n && !s->chunks[n - 1].len)
+        n--; /* an empty tail stays for the next rows */
+    if (!n)
+        return 0;
+    int rc = gl_lmdb_put(o, cell, s->ndisk, s->chunks, n, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        chunk_free(o->store, &s->chunks[i]);
+    s->ndisk += (uint32_t)n;
+    memmove(s->chunks, s->chunks + n, (s->n - n) * sizeof *s->chunks);
+    s->n -= n;
+    return 0;
+}
+
+static int shard_grow(gl_store *st, gl_shard *s, size_t cap)
+{
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 4;
+        gl_chunk *p = realloc(s->chunks, ncap * sizeof *p);
+        if (!p)
+            return -1;
+        s->chunks = p;
+        s->cap = ncap;
+    }
+    uint8_t *d = malloc(cap);
+    if (!d)
+        return -1;
+    if (st)
+        atomic_fetch_add(&st->used, cap);
+    s->chunks[s->n++] = (gl_chunk){d, 0, cap, 0};
+    return 0;
+}
+
+int gl_output_append(gl_output *o, uint32_t part, uint32_t task, const uint8_t *rows, size_t len,
+                     uint64_t nrows, gl_err *err)
 {
     if (!len)
         return 0;
+    size_t cell = (size_t)part * o->ntasks + task;
+    gl_shard *s = &o->cells[cell];
+    gl_store *st = o->store;
+    if (!s->disk && st && (o->disk || atomic_load(&st->used) >= st->mem_limit)) {
+        s->disk = true;
+        int rc = shard_flush(o, cell, err);
+        if (rc)
+            return rc;
+    }
+    size_t size = s->disk ? o->tail : GL_CHUNK_BYTES;
     gl_chunk *c = s->n ? &s->chunks[s->n - 1] : NULL;
+    if (s->disk && c && c->len && c->cap - c->len < len) {
+        int rc = shard_flush(o, cell, err);
+        if (rc)
+            return rc;
+        c = s->n ? &s->chunks[s->n - 1] : NULL;
+    }
     if (!c || c->cap - c->len < len) {
-        if (s->n == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 4;
-            gl_chunk *p = realloc(s->chunks, cap * sizeof *p);
-            if (!p)
-                return -1;
-            s->chunks = p;
-            s->cap = cap;
-        }
-        size_t cap = len > GL_CHUNK_BYTES ? len : GL_CHUNK_BYTES;
-        uint8_t *d = malloc(cap);
-        if (!d)
-            return -1;
-        c = &s->chunks[s->n++];
-        *c = (gl_chunk){d, 0, cap, 0};
+        if (shard_grow(st, s, len > size ? len : size))
+            return gl_err_set(err, GL_ENOMEM, "out of memory storing rows");
+        c = &s->chunks[s->n - 1];
     }
     memcpy(c->data + c->len, rows, len);
     c->len += len;
@@ -33,15 +89,20 @@ int gl_shard_append(gl_shard *s, const uint8_t *rows, size_t len, uint64_t nrows
     return 0;
 }
 
-void gl_shard_free(gl_shard *s)
+int gl_output_seal(gl_output *o, uint32_t task, gl_err *err)
 {
-    for (size_t i = 0; i < s->n; i++)
-        free(s->chunks[i].data);
-    free(s->chunks);
-    memset(s, 0, sizeof *s);
+    for (uint32_t p = 0; p < o->nparts; p++) {
+        size_t cell = (size_t)p * o->ntasks + task;
+        if (o->cells[cell].disk) {
+            int rc = shard_flush(o, cell, err);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
 }
 
-gl_output *gl_output_new(uint32_t nparts, uint32_t ntasks)
+gl_output *gl_output_new(uint32_t nparts, uint32_t ntasks, gl_store *store, bool disk)
 {
     gl_output *o = calloc(1, sizeof *o);
     if (!o)
@@ -54,6 +115,16 @@ gl_output *gl_output_new(uint32_t nparts, uint32_t ntasks)
         free(o);
         return NULL;
     }
+    if (store) {
+        gl_store_retain(store);
+        o->store = store;
+        o->id = atomic_fetch_add(&store->next_id, 1);
+        o->disk = disk;
+        /* Tails of every partition of every running task fit in an eighth
+         * of the budget, within [16 KiB, 1 MiB]. */
+        uint64_t t = store->budget / 8 / ((uint64_t)(nparts ? nparts : 1) * store->workers);
+        o->tail = t < (16u << 10) ? (16u << 10) : t > (1u << 20) ? (1u << 20) : (size_t)t;
+    }
     return o;
 }
 
@@ -62,8 +133,18 @@ void gl_output_free(gl_output *o)
     if (!o)
         return;
     size_t cells = (size_t)o->nparts * o->ntasks;
-    for (size_t i = 0; i < cells; i++)
-        gl_shard_free(&o->cells[i]);
+    bool ondisk = false;
+    for (size_t i = 0; i < cells; i++) {
+        gl_shard *s = &o->cells[i];
+        ondisk |= s->ndisk > 0;
+        for (size_t j = 0; j < s->n; j++)
+            chunk_free(o->store, &s->chunks[j]);
+        free(s->chunks);
+    }
+    if (ondisk)
+        gl_lmdb_delete(o);
+    if (o->store)
+        gl_store_release(o->store);
     free(o->cells);
     free(o);
 }
@@ -76,22 +157,18 @@ uint64_t gl_output_part_rows(const gl_output *o, uint32_t part)
     return n;
 }
 
+uint64_t gl_output_part_bytes(const gl_output *o, uint32_t part)
+{
+    uint64_t n = 0;
+    for (uint32_t t = 0; t < o->ntasks; t++)
+        n += o->cells[(size_t)part * o->ntasks + t].bytes;
+    return n;
+}
+
 uint64_t gl_output_rows(const gl_output *o)
 {
     uint64_t n = 0;
     for (uint32_t p = 0; p < o->nparts; p++)
         n += gl_output_part_rows(o, p);
     return n;
-}
-
-const gl_chunk *gl_output_next(const gl_output *o, uint32_t part, uint32_t *task, size_t *chunk)
-{
-    while (*task < o->ntasks) {
-        const gl_shard *s = &o->cells[(size_t)part * o->ntasks + *task];
-        if (*chunk < s->n)
-            return &s->chunks[(*chunk)++];
-        (*task)++;
-        *chunk = 0;
-    }
-    return NULL;
 }

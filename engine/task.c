@@ -96,9 +96,7 @@ static int sink_push(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows
                     return gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
             }
         }
-        if (gl_shard_append(gl_output_cell(t->out, part, t->index), rows, len, nrows))
-            return gl_err_set(&t->err, GL_ENOMEM, "out of memory storing rows");
-        return 0;
+        return gl_output_append(t->out, part, t->index, rows, len, nrows, &t->err);
     }
     const uint8_t *p = rows, *end = rows + len;
     for (uint64_t r = 0; r < nrows; r++) {
@@ -110,10 +108,31 @@ static int sink_push(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows
                                           0x632be59bd9b4e019ull) % st->nparts);
         else
             part = range_part(st, row, p);
-        if (gl_shard_append(gl_output_cell(t->out, part, t->index), row, (size_t)(p - row), 1))
-            return gl_err_set(&t->err, GL_ENOMEM, "out of memory storing rows");
+        int rc = gl_output_append(t->out, part, t->index, row, (size_t)(p - row), 1, &t->err);
+        if (rc)
+            return rc;
     }
     return 0;
+}
+
+static int op_init(gl_opr *op);
+static void op_destroy(gl_opr *op);
+
+/* Pushes a batch to op. A map-side combine that has grown past the task's
+ * share of the budget emits its partial results and starts again: they
+ * merge after the shuffle like those of any other task. */
+static int push_to(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    int rc = op->push(op, rows, len, nrows);
+    gl_store *st = op->t->run->store;
+    if (!rc && op->held && st && op->held(op) > gl_store_op_share(st)) {
+        rc = op->finish(op);
+        if (!rc) {
+            op_destroy(op);
+            rc = op_init(op);
+        }
+    }
+    return rc;
 }
 
 int gl_op_emit(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
@@ -121,7 +140,7 @@ int gl_op_emit(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
     if (stopped(op->t))
         return GL_ECANCEL;
     if (op->next)
-        return op->next->push(op->next, rows, len, nrows);
+        return push_to(op->next, rows, len, nrows);
     return sink_push(op->t, rows, len, nrows);
 }
 
@@ -141,7 +160,7 @@ static int input_emit(void *ctx, const uint8_t *rows, size_t len, uint64_t nrows
     if (stopped(t))
         return GL_ECANCEL;
     if (t->st->nops)
-        return t->ops[0].push(&t->ops[0], rows, len, nrows);
+        return push_to(&t->ops[0], rows, len, nrows);
     return sink_push(t, rows, len, nrows);
 }
 
@@ -149,21 +168,23 @@ static int input_emit(void *ctx, const uint8_t *rows, size_t len, uint64_t nrows
  * first op, or the sink when the stage has no ops). */
 static int read_part(gl_task *t, const gl_output *o, uint32_t part, bool second)
 {
-    uint32_t task = 0;
-    size_t chunk = 0;
+    gl_reader *r = gl_reader_new(o, part);
+    if (!r)
+        return gl_err_set(&t->err, GL_ENOMEM, "task: out of memory");
     const gl_chunk *c;
-    while ((c = gl_output_next(o, part, &task, &chunk))) {
-        int rc;
+    int rc = 0;
+    while (!rc && (c = gl_reader_next(r))) {
         if (stopped(t))
-            return GL_ECANCEL;
-        if (second)
+            rc = GL_ECANCEL;
+        else if (second)
             rc = t->ops[0].push2(&t->ops[0], c->data, c->len, c->nrows);
         else
             rc = input_emit(t, c->data, c->len, c->nrows);
-        if (rc)
-            return rc;
     }
-    return 0;
+    if (!rc && gl_reader_error(r))
+        rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(r));
+    gl_reader_free(r);
+    return rc;
 }
 
 static int read_input(gl_task *t)
@@ -204,6 +225,136 @@ static int read_input(gl_task *t)
     return gl_err_set(&t->err, GL_EINVAL, "task: unknown input");
 }
 
+static int op_init(gl_opr *op)
+{
+    switch (op->d->kind) {
+    case GL_OP_LUA: return gl_op_lua_init(op);
+    case GL_OP_WORDS: return gl_op_words_init(op);
+    case GL_OP_SELECT: return gl_op_select_init(op);
+    case GL_OP_AGG:
+        return op->d->mode == GL_AGG_LUA   ? gl_op_lua_init(op)
+               : op->d->mode == GL_AGG_CFN ? gl_op_cfn_init(op)
+                                           : gl_op_agg_init(op);
+    case GL_OP_CFN: return gl_op_cfn_init(op);
+    case GL_OP_SORT:
+    case GL_OP_TOP: return gl_op_sort_init(op);
+    case GL_OP_LIMIT: return gl_op_limit_init(op);
+    case GL_OP_DISTINCT:
+    case GL_OP_GROUP: return gl_op_group_init(op);
+    case GL_OP_COGROUP:
+    case GL_OP_BCAST_JOIN: return gl_op_join_init(op);
+    case GL_OP_PIPE:
+    case GL_OP_PIPE_ARGS: return gl_op_pipe_init(op);
+    case GL_OP_SAVE: return gl_op_save_init(op);
+    }
+    return gl_err_set(&op->t->err, GL_EINVAL, "task: unknown op");
+}
+
+static void op_destroy(gl_opr *op)
+{
+    if (op->destroy)
+        op->destroy(op);
+    op->destroy = NULL;
+    op->st = NULL;
+    op->out.len = 0;
+    op->out_rows = 0;
+}
+
+/* Spill buckets (Grace hashing). A stage that starts by grouping its input
+ * by key (group_by_key, distinct, a join, the merge side of reduce_by_key)
+ * and whose input partition is larger than the task's share of the budget
+ * splits that partition by another hash of the key into buckets in LMDB,
+ * each small enough to fit, and runs its first op once per bucket: all
+ * rows of a key land in one bucket, so every key's result is the same as
+ * in one pass, and only the order of keys differs. Returns the bucket
+ * count, or 0 to run in one pass. */
+static uint32_t bucket_count(const gl_task *t)
+{
+    const gl_stage *st = t->st;
+    if (!t->run->store || !st->nops || (st->src != GL_SRC_STAGE && st->src != GL_SRC_PAIR))
+        return 0;
+    const gl_opdesc *d = &st->ops[0];
+    bool keyed = d->kind == GL_OP_GROUP || d->kind == GL_OP_DISTINCT || d->kind == GL_OP_COGROUP ||
+                 (d->kind == GL_OP_AGG && d->merge);
+    if (!keyed)
+        return 0;
+    uint64_t bytes = 0;
+    if (st->src == GL_SRC_STAGE)
+        bytes = gl_output_part_bytes(t->in, t->index);
+    else
+        for (uint32_t i = 0; i < 2; i++)
+            bytes += gl_output_part_bytes(t->run->outs[st->src_stages[i]], t->index);
+    uint64_t share = gl_store_op_share(t->run->store);
+    /* Held rows cost about twice their bytes (index, table, Lua values). */
+    if (!share || bytes * 2 <= share)
+        return 0;
+    uint64_t k = bytes * 2 / share + 1;
+    return k > 4096 ? 4096 : (uint32_t)k;
+}
+
+#define BUCKET_SEED 0x8f1bbcdcca62c1d6ull
+
+/* Writes partition t->index of o to bucket output b by key hash. */
+static int split(gl_task *t, const gl_output *o, gl_output *b, uint32_t k)
+{
+    const gl_keyspec *key = &t->st->ops[0].key;
+    gl_reader *r = gl_reader_new(o, t->index);
+    if (!r)
+        return gl_err_set(&t->err, GL_ENOMEM, "task: out of memory");
+    const gl_chunk *c;
+    int rc = 0;
+    while (!rc && (c = gl_reader_next(r))) {
+        const uint8_t *p = c->data, *end = c->data + c->len;
+        for (uint64_t i = 0; i < c->nrows && !rc; i++) {
+            const uint8_t *row = p;
+            p = gl_row_end(p, end);
+            uint32_t h = (uint32_t)(gl_hash_mix(gl_row_key_hash(row, p, key, BUCKET_SEED)) % k);
+            rc = gl_output_append(b, h, 0, row, (size_t)(p - row), 1, &t->err);
+        }
+        if (!rc && stopped(t))
+            rc = GL_ECANCEL;
+    }
+    if (!rc && gl_reader_error(r))
+        rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(r));
+    gl_reader_free(r);
+    return rc ? rc : gl_output_seal(b, 0, &t->err);
+}
+
+static int read_buckets(gl_task *t, uint32_t k)
+{
+    const gl_stage *st = t->st;
+    bool pair = st->src == GL_SRC_PAIR;
+    gl_output *b[2] = {NULL, NULL};
+    int rc = 0;
+    for (uint32_t i = 0; i < (pair ? 2u : 1u) && !rc; i++) {
+        if (!(b[i] = gl_output_new(k, 1, t->run->store, true)))
+            rc = gl_err_set(&t->err, GL_ENOMEM, "task: out of memory");
+        else
+            rc = split(t, pair ? t->run->outs[st->src_stages[i]] : t->in, b[i], k);
+    }
+    gl_opr *op = &t->ops[0];
+    for (uint32_t j = 0; j < k && !rc; j++) {
+        if (j) {
+            op_destroy(op);
+            if ((rc = op_init(op)))
+                break;
+        }
+        /* Bucket j is partition j of a one-task output. */
+        if (pair) {
+            rc = read_part(t, b[1], j, true);
+            if (!rc)
+                rc = read_part(t, b[0], j, false);
+        } else {
+            rc = read_part(t, b[0], j, false);
+        }
+        if (!rc)
+            rc = op->finish(op);
+    }
+    gl_output_free(b[0]);
+    gl_output_free(b[1]);
+    return rc;
+}
+
 int gl_task_run(gl_task *t)
 {
     const gl_stage *st = t->st;
@@ -218,35 +369,15 @@ int gl_task_run(gl_task *t)
         op->t = t;
         op->index = made;
         op->next = made + 1 < st->nops ? &t->ops[made + 1] : NULL;
-        switch (op->d->kind) {
-        case GL_OP_LUA: rc = gl_op_lua_init(op); break;
-        case GL_OP_WORDS: rc = gl_op_words_init(op); break;
-        case GL_OP_SELECT: rc = gl_op_select_init(op); break;
-        case GL_OP_AGG:
-            rc = op->d->mode == GL_AGG_LUA   ? gl_op_lua_init(op)
-                 : op->d->mode == GL_AGG_CFN ? gl_op_cfn_init(op)
-                                             : gl_op_agg_init(op);
-            break;
-        case GL_OP_CFN: rc = gl_op_cfn_init(op); break;
-        case GL_OP_SORT:
-        case GL_OP_TOP: rc = gl_op_sort_init(op); break;
-        case GL_OP_LIMIT: rc = gl_op_limit_init(op); break;
-        case GL_OP_DISTINCT:
-        case GL_OP_GROUP: rc = gl_op_group_init(op); break;
-        case GL_OP_COGROUP:
-        case GL_OP_BCAST_JOIN: rc = gl_op_join_init(op); break;
-        case GL_OP_PIPE:
-        case GL_OP_PIPE_ARGS: rc = gl_op_pipe_init(op); break;
-        case GL_OP_SAVE: rc = gl_op_save_init(op); break;
-        }
+        rc = op_init(op);
     }
+    uint32_t k = rc ? 0 : bucket_count(t);
     if (!rc)
-        rc = read_input(t);
-    for (uint32_t i = 0; !rc && i < st->nops; i++)
+        rc = k ? read_buckets(t, k) : read_input(t);
+    for (uint32_t i = k ? 1 : 0; !rc && i < st->nops; i++)
         rc = t->ops[i].finish(&t->ops[i]);
     for (uint32_t i = 0; i < made; i++) {
-        if (t->ops[i].destroy)
-            t->ops[i].destroy(&t->ops[i]);
+        op_destroy(&t->ops[i]);
         gl_buf_free(&t->ops[i].out);
     }
     free(t->ops);

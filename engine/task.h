@@ -28,6 +28,9 @@ struct gl_opr {
     int (*push2)(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows);
     int (*finish)(gl_opr *op);
     void (*destroy)(gl_opr *op);
+    /* A map-side combine: the bytes it holds. Past the task's share of the
+     * budget it emits them and starts again (task.c). NULL: not bounded so. */
+    size_t (*held)(gl_opr *op);
     gl_buf out;   /* staged output rows (Lua writes here through the FFI) */
     uint64_t out_rows;
     void *st;     /* op state */
@@ -40,6 +43,7 @@ typedef struct gl_run {
     const gl_plan *plan;
     gl_stages stages;
     gl_output **outs;     /* one per stage, NULL once consumed */
+    gl_store *store;      /* the engine's: budget and LMDB */
     atomic_int failed;    /* set by the first failing task; others stop early */
     atomic_int *cancel;   /* set from outside (Ctrl-C); may be NULL */
 } gl_run;

@@ -35,13 +35,15 @@ supported_platforms = { "linux" }
 -- threads and the Lua side reaches C through the FFI, so PUC Lua will not do.
 dependencies = { "lua ~> 5.1" }
 -- Checked by LuaRocks before the build, so a missing library is reported by
--- name (Debian: libluajit-5.1-dev libuv1-dev liblmdb-dev zlib1g-dev); CMake
--- then finds them with pkg-config.
+-- name (Debian: libluajit-5.1-dev libuv1-dev liblmdb-dev zlib1g-dev
+-- libedit-dev, the last for the gleam command's REPL); CMake then finds
+-- them with pkg-config.
 external_dependencies = {
   LUAJIT = { header = "luajit-2.1/luajit.h", library = "luajit-5.1" },
   LIBUV = { header = "uv.h", library = "uv" },
   LMDB = { header = "lmdb.h", library = "lmdb" },
   ZLIB = { header = "zlib.h", library = "z" },
+  LIBEDIT = { header = "histedit.h", library = "edit" },
 }
 build = {
   type = "cmake",

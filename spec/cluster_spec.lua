@@ -33,7 +33,7 @@ local function status(addr, opts)
     args[#args + 1] = "--secret-file"
     args[#args + 1] = opts.secret_file
   end
-  local res = helpers.gleam(args, nil, opts.env)
+  local res = helpers.gleam(args, nil, nil, opts.env)
   res.agents, res.n = parse_status(res.stdout)
   return res
 end
@@ -643,7 +643,7 @@ describe("the README's cluster walkthrough", function()
     helpers.listening(a)
     local res
     helpers.wait_for(10, function()
-      res = helpers.gleam(words(lines[4]), nil, env)
+      res = helpers.gleam(words(lines[4]), nil, nil, env)
       res.agents, res.n = parse_status(res.stdout)
       return res.n == 1
     end)

@@ -99,10 +99,11 @@ end
 
 -- Running the gleam executable -------------------------------------------------
 
--- Runs `gleam ARGS...` in dir (default: a temp dir), with env ({ NAME =
--- value }, optional) added to its environment; returns
--- { status = exit code, stdout = ..., stderr = ... }.
-function helpers.gleam(args, dir, env)
+-- Runs `gleam ARGS...` in dir (default: a temp dir), its stdin the file
+-- `stdin` (default /dev/null), with env ({ NAME = value }, optional) added
+-- to its environment; returns { status = exit code, stdout = ...,
+-- stderr = ... }.
+function helpers.gleam(args, dir, stdin, env)
   local own = dir == nil
   dir = dir or helpers.tmpdir()
   local io_dir = helpers.tmpdir()
@@ -114,8 +115,8 @@ function helpers.gleam(args, dir, env)
   end
   cmd[#cmd + 1] = quote(helpers.bin)
   for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
-  os.execute(string.format("cd %s && %s >%s 2>%s </dev/null; echo $? >%s",
-    quote(dir), table.concat(cmd, " "), quote(out), quote(err), quote(rc)))
+  os.execute(string.format("cd %s && %s >%s 2>%s <%s; echo $? >%s",
+    quote(dir), table.concat(cmd, " "), quote(out), quote(err), quote(stdin or "/dev/null"), quote(rc)))
   local res = {
     status = tonumber(helpers.read_file(rc) or ""),
     stdout = helpers.read_file(out) or "",

@@ -325,7 +325,7 @@ end
 -- its rows in shard order, and the run's stats (stages, tasks).
 local function raw_run(ds)
   local err = ffi.new("gl_err")
-  local e = C.gl_engine_new(1, package.path, package.cpath, err)
+  local e = C.gl_engine_new(1, 0, nil, package.path, package.cpath, err)
   assert(e ~= nil, ffi.string(err.msg))
   e = ffi.gc(e, C.gl_engine_free)
   local out = ffi.new("gl_output *[1]")
@@ -334,14 +334,14 @@ local function raw_run(ds)
   assert(rc == 0, ffi.string(err.msg))
   local o = ffi.gc(out[0], C.gl_output_free)
   local parts = {}
-  local task, chunk = ffi.new("uint32_t[1]"), ffi.new("size_t[1]")
   for part = 0, o.nparts - 1 do
-    task[0], chunk[0] = 0, 0
+    local rd = ffi.gc(C.gl_reader_new(o, part), C.gl_reader_free)
     while true do
-      local c = C.gl_output_next(o, part, task, chunk)
+      local c = C.gl_reader_next(rd)
       if c == nil then break end
       parts[#parts + 1] = ffi.string(c.data, c.len)
     end
+    assert(C.gl_reader_error(rd) == nil)
   end
   return table.concat(parts), { stages = tonumber(stats.stages), tasks = tonumber(stats.tasks) }
 end

@@ -99,6 +99,13 @@ typedef struct gleam_value {
 
 typedef struct gleam_options {
     unsigned workers; /* worker threads; 0: one per core */
+    /* The memory budget in bytes; 0: half of physical memory. Past it,
+     * stage outputs move to LMDB and sort, group, reduce and join spill. */
+    unsigned long long memory;
+    /* The directory of the on-disk store (copied); NULL: a temporary one,
+     * made when first needed and removed by gleam_engine_free. A named
+     * directory is made if missing, kept, and locked while in use. */
+    const char *dir;
 } gleam_options;
 
 /* Fills o with the defaults. Call it first, so fields added in later

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static gleam_engine *engine(unsigned workers)
@@ -281,5 +282,58 @@ TEST(hundred_flows_in_one_process)
     }
 }
 
+/* A budget far below the data: the rows go through LMDB in the named
+ * directory, come back sorted, and a second engine cannot share it. */
+TEST(memory_and_dir)
+{
+    char dir[] = "/tmp/gleam-api-store.XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char store[64], data[96];
+    snprintf(store, sizeof store, "%s/store", dir);
+    snprintf(data, sizeof data, "%s/data.mdb", store);
+    gleam_options o;
+    gleam_options_init(&o);
+    CHECK(o.memory == 0 && o.dir == NULL);
+    o.workers = 2;
+    o.memory = 1 << 20;
+    o.dir = store;
+    gleam_engine *e = NULL;
+    gleam_error err = {0};
+    REQUIRE(gleam_engine_new(&o, &e, &err) == 0);
+    gleam_rows *rows = NULL;
+    REQUIRE(run(e,
+                "local gleam = require 'gleam'\n"
+                "return gleam.flow():range(1, 200000, {shards = 4})\n"
+                "  :map(function(i) return (i * 7919) % 200003, string.rep('x', 20) end)\n"
+                "  :sort_by(1)",
+                &rows, &err) == 0);
+    CHECK_EQ(gleam_rows_count(rows), 200000);
+    const gleam_value *f;
+    size_t n;
+    int64_t last = -1, seen = 0;
+    bool sorted = true;
+    while (gleam_rows_next(rows, &f, &n, &err) == 1) {
+        sorted &= f[0].type == GLEAM_INT && f[0].as.i > last;
+        last = f[0].as.i;
+        seen++;
+    }
+    CHECK(sorted);
+    CHECK_EQ(seen, 200000);
+    gleam_rows_free(rows);
+    struct stat st;
+    CHECK(stat(data, &st) == 0 && st.st_size > (4 << 20));
+
+    /* The store opens with the first run. */
+    gleam_engine *e2 = NULL;
+    REQUIRE(gleam_engine_new(&o, &e2, &err) == 0);
+    CHECK(run(e2, "return require('gleam').flow():range(1, 3)", &rows, &err) == GLEAM_EJOB);
+    CHECK(strstr(err.message, "is in use by another gleam process") != NULL);
+    gleam_engine_free(e2);
+    gleam_engine_free(e);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 TEST_MAIN(T(version), T(typed_rows), T(no_dataset_no_rows), T(errors_are_one_line_messages), T(run_file),
-          T(register_rules), T(host_functions_in_flows), T(hundred_flows_in_one_process))
+          T(register_rules), T(host_functions_in_flows), T(hundred_flows_in_one_process), T(memory_and_dir))

@@ -7,6 +7,7 @@ local ffi = require "ffi"
 ffi.cdef [[
 typedef struct gl_buf { uint8_t *data; size_t len; size_t cap; } gl_buf;
 int gl_buf_grow(gl_buf *b, size_t extra);
+void gl_buf_free(gl_buf *b);
 
 typedef struct gl_err { int code; char msg[1024]; } gl_err;
 
@@ -14,7 +15,11 @@ typedef struct gl_chunk { uint8_t *data; size_t len, cap; uint64_t nrows; } gl_c
 typedef struct gl_output { uint32_t nparts, ntasks; void *cells; uint32_t max_width; } gl_output;
 void gl_output_free(gl_output *o);
 uint64_t gl_output_rows(const gl_output *o);
-const gl_chunk *gl_output_next(const gl_output *o, uint32_t part, uint32_t *task, size_t *chunk);
+typedef struct gl_reader gl_reader;
+gl_reader *gl_reader_new(const gl_output *o, uint32_t part);
+const gl_chunk *gl_reader_next(gl_reader *r);
+const char *gl_reader_error(const gl_reader *r);
+void gl_reader_free(gl_reader *r);
 
 typedef struct gl_plan gl_plan;
 gl_plan *gl_plan_new(void);
@@ -29,13 +34,15 @@ int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
 int gl_plan_add_input(gl_plan *p, int id, int input);
 int gl_save_remove(const char *path, gl_err *err);
 int gl_plan_add_rows(gl_plan *p, int id, const uint8_t *rows, size_t len, uint64_t nrows);
+int gl_plan_explain(const gl_plan *p, int target, uint32_t workers, gl_buf *out, gl_err *err);
 
 typedef struct gl_engine gl_engine;
-gl_engine *gl_engine_new(uint32_t workers, const char *lua_path, const char *lua_cpath, gl_err *err);
+gl_engine *gl_engine_new(uint32_t workers, uint64_t memory, const char *dir, const char *lua_path,
+                         const char *lua_cpath, gl_err *err);
 void gl_engine_free(gl_engine *e);
 uint32_t gl_engine_workers(const gl_engine *e);
 typedef struct gl_stats { uint64_t skipped; uint32_t stages, tasks; } gl_stats;
-int gl_engine_run(gl_engine *e, const gl_plan *p, int target, int *cancel, gl_output **out,
+int gl_engine_run(gl_engine *e, gl_plan *p, int target, int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err);
 uint32_t gl_cores(void);
 
@@ -77,7 +84,7 @@ return {
   builtin = { words = 1, sum = 2, count = 3 },
   param = {
     shards = 0, n = 1, from = 2, to = 3, desc = 4, how = 5, header = 6, sep = 7, types = 8,
-    skip_bad = 9, format = 10, single = 11, hint_bytes = 12, hint_rows = 13,
+    skip_bad = 9, format = 10, single = 11, hint_bytes = 12, hint_rows = 13, persist = 14,
   },
   sparam = { cmd = 0, path = 1, types = 2 },
   how = { inner = 0, left = 1, right = 2, outer = 3 },

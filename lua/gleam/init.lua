@@ -13,6 +13,7 @@ local core = require "gleam.core"
 local codec = require "gleam.codec"
 local closure = require "gleam.closure"
 local gfn = require "gleam.fn"
+local pretty = require "gleam.pretty"
 
 local C = core.C
 local STEP, PARAM, BUILTIN, SPARAM, HOW, FORMAT =
@@ -22,8 +23,30 @@ local gleam = { fn = gfn, version = ffi.string(C.gleam_version()) }
 pcall(ffi.cdef, "int getpid(void);")
 pcall(ffi.cdef, "int access(const char *path, int mode);")
 
--- Settings the CLI and callers may change before the first run.
-gleam.config = { workers = 0 }
+-- Settings the CLI and callers may change before the first run: worker
+-- threads (0: one per core), the memory budget (bytes or a size such as
+-- "256M"; 0: half of physical memory) and the directory of the on-disk
+-- store (nil: a temporary one, removed at exit). cancel: nil, or an
+-- `int *` that a driver (the REPL's Ctrl-C) sets non-zero to stop the
+-- running job; the run then fails with "cancelled".
+gleam.config = { workers = 0, memory = 0, dir = nil, cancel = nil }
+
+local UNITS = { [""] = 1, K = 2 ^ 10, M = 2 ^ 20, G = 2 ^ 30, T = 2 ^ 40 }
+
+-- Bytes in a size: a whole number, or one with a binary unit (K, M, G, T,
+-- optionally followed by "B" or "iB"): "256M", "1.5G". Returns nil, message
+-- on anything else.
+function gleam.parse_size(v)
+  if type(v) == "number" then
+    if v >= 0 and v == math.floor(v) then return v end
+    return nil, "a size must be a whole number of bytes, got " .. tostring(v)
+  end
+  if type(v) ~= "string" then return nil, "a size must be a number or a string such as 256M, got " .. type(v) end
+  local num, unit = v:upper():match("^%s*(%d+%.?%d*)%s*([KMGT]?)I?B?%s*$")
+  local n = tonumber(num)
+  if not n then return nil, "expected a size such as 256M or 2G, got '" .. v .. "'" end
+  return math.floor(n * UNITS[unit])
+end
 
 -- Where the user called us from: the first stack frame outside gleam's own
 -- modules, as "file:line". Levels would break on tail calls; this does not.
@@ -91,22 +114,35 @@ end
 
 -- Engine --------------------------------------------------------------------
 
-local engine, engine_workers
+local engine, engine_key
 
-local function get_engine(workers)
+-- The engine for these settings (opts: run's options, over gleam.config);
+-- a change of workers, memory or directory makes a new one.
+-- The worker count a run with this option would use.
+local function worker_count(workers)
   workers = workers or gleam.config.workers or 0
   if workers == 0 then workers = tonumber(C.gl_cores()) end
-  if engine and engine_workers == workers then return engine end
+  return workers
+end
+
+local function get_engine(opts)
+  local workers = worker_count(opts.workers)
+  local memory, why = gleam.parse_size(opts.memory or gleam.config.memory or 0)
+  if not memory then usererror("memory: " .. why) end
+  local dir = opts.dir or gleam.config.dir
+  if dir ~= nil and type(dir) ~= "string" then argerror("run", "dir (a path)", type(dir)) end
+  local key = string.format("%d/%d/%s", workers, memory, dir or "")
+  if engine and engine_key == key then return engine end
   if engine then
     -- Detach the finalizer first: the engine is freed once, here.
     C.gl_engine_free(ffi.gc(engine, nil))
     engine = nil
   end
   local err = ffi.new("gl_err")
-  local e = C.gl_engine_new(workers, package.path, package.cpath, err)
-  if e == nil then error("gleam: " .. ffi.string(err.msg), 0) end
+  local e = C.gl_engine_new(workers, memory, dir, package.path, package.cpath, err)
+  if e == nil then error(ffi.string(err.msg), 0) end
   engine = ffi.gc(e, C.gl_engine_free)
-  engine_workers = workers
+  engine_key = key
   return engine
 end
 
@@ -403,6 +439,29 @@ function Dataset:hint(h)
   return self
 end
 
+-- cache(): the first run that computes this dataset keeps its shards (in
+-- memory within the budget, else in LMDB) and later runs of this flow in
+-- the same process read them instead of computing it again. on_disk(): its
+-- shards are written to LMDB and synced to the disk when computed, instead
+-- of being held in memory. Both return the dataset; uncache() drops the
+-- kept shards (and the mark).
+local function persist(ds, cache, disk)
+  local marks = ds.flow.persist or {}
+  ds.flow.persist = marks
+  local m = marks[ds.id] or { cache = false, disk = false }
+  if cache ~= nil then m.cache = cache end
+  if disk ~= nil then m.disk = disk end
+  marks[ds.id] = m
+  local v = (m.cache and 1 or 0) + (m.disk and 2 or 0)
+  local rc = C.gl_plan_set_int(ds.flow.plan, ds.id, PARAM.persist, v)
+  if rc ~= 0 then usererror("cache: cannot mark dataset (code " .. rc .. ")") end
+  return ds
+end
+
+function Dataset:cache() return persist(self, true, nil) end
+function Dataset:uncache() return persist(self, false, nil) end
+function Dataset:on_disk() return persist(self, nil, true) end
+
 -- Wide steps -----------------------------------------------------------------
 
 -- reduce_by_key(f, {key, shards}): for rows (key, v1..vn), f(a1..an,
@@ -536,11 +595,11 @@ end
 local function execute(ds, opts)
   opts = opts or {}
   if opts.master then usererror("run: cluster mode (master) is not available yet") end
-  local e = get_engine(opts.workers)
+  local e = get_engine(opts)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
-  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, nil, out, stats, err)
+  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
   if rc ~= 0 then error(ffi.string(err.msg), 0) end
   if stats.skipped > 0 then
     io.stderr:write(string.format("gleam: warning: skipped %d malformed input lines\n", tonumber(stats.skipped)))
@@ -550,11 +609,12 @@ end
 
 -- Calls fn(row) for each row of the output, in shard order.
 local function each_row(out, fn)
-  local task, chunk = ffi.new("uint32_t[1]"), ffi.new("size_t[1]")
   for part = 0, out.nparts - 1 do
-    task[0], chunk[0] = 0, 0
+    local rd = C.gl_reader_new(out, part)
+    if rd == nil then error("gleam: out of memory", 0) end
+    rd = ffi.gc(rd, C.gl_reader_free)
     while true do
-      local c = C.gl_output_next(out, part, task, chunk)
+      local c = C.gl_reader_next(rd)
       if c == nil then break end
       local p, i = c.data, 0
       for _ = 1, tonumber(c.nrows) do
@@ -563,6 +623,9 @@ local function each_row(out, fn)
         fn(r)
       end
     end
+    local msg = C.gl_reader_error(rd)
+    C.gl_reader_free(ffi.gc(rd, nil))
+    if msg ~= nil then error(ffi.string(msg), 0) end
   end
 end
 
@@ -700,6 +763,36 @@ function Dataset:save(path, opts)
     usererror("save: cannot move the output into place: " .. tostring(rerr))
   end
   return path
+end
+
+-- explain(): how this dataset would be computed, as text: its stages, what
+-- each reads, the steps it runs (with the lines that made them) and its
+-- shard counts. Plans without running (text sources are globbed, so a
+-- missing input is an error here too).
+function Dataset:explain(opts)
+  opts = check_opts("explain", opts)
+  local buf = ffi.new("gl_buf")
+  local err = ffi.new("gl_err")
+  local rc = C.gl_plan_explain(self.flow.plan, self.id, worker_count(opts.workers), buf, err)
+  local text = rc == 0 and ffi.string(buf.data, buf.len) or nil
+  C.gl_buf_free(buf)
+  if rc ~= 0 then usererror("explain: " .. ffi.string(err.msg)) end
+  return text
+end
+
+-- show(n): prints the first n rows (default 20) on stdout as an aligned
+-- table, running the flow only up to a limit(n) of this dataset.
+function Dataset:show(n, opts)
+  n = n or 20
+  if type(n) ~= "number" then argerror("show", "a row count (number)", type(n)) end
+  check_count("show", "n", n, 0)
+  local rows = self:limit(n):collect(opts)
+  io.stdout:write(pretty.rows(rows, n))
+end
+
+-- True for a dataset (what flow and dataset methods return).
+function gleam.is_dataset(v)
+  return getmetatable(v) == Dataset
 end
 
 function Dataset:__tostring()
