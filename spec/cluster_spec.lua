@@ -5,7 +5,7 @@
 -- failed or not.
 local helpers = require "helpers"
 
-local HB = "0.2" -- agents' heartbeat interval in these tests, seconds
+local HB = "0.5" -- agents' heartbeat interval in these tests, seconds (3 missed: forgotten)
 
 -- The cases decide which secret each process has.
 assert(os.getenv("GLEAM_SECRET") == nil, "unset GLEAM_SECRET to run the cluster specs")
@@ -144,16 +144,16 @@ describe("gleam master and agents", function()
   it("forgets an agent that misses its heartbeats, and only that one", function()
     local m, a1, a2 = two_agents()
     helpers.kill(a2)
-    -- 3 missed beats of 0.2 s: gone well within 3 s
-    local res = wait_agents(m, set(a1), 3)
+    -- 3 missed beats of 0.5 s: gone well within 5 s
+    local res = wait_agents(m, set(a1), 5)
     assert.are.equal(1, res.n, shown(res))
     assert.truthy(res.agents[a1.addr])
     assert.truthy(log_of(m):find("agent " .. a2.addr .. " forgotten: no heartbeat", 1, true), log_of(m))
     -- the live one stays, its heartbeat fresh, over many intervals
-    helpers.sleep_ms(1500)
+    helpers.sleep_ms(2500)
     res = status(m.addr)
     assert.are.equal(1, res.n, shown(res))
-    assert.is_true(res.agents[a1.addr].age <= 0.5, shown(res))
+    assert.is_true(res.agents[a1.addr].age < 1.5, shown(res))
     assert.falsy(log_of(m):find("agent " .. a1.addr .. " forgotten", 1, true))
   end)
 
@@ -173,8 +173,9 @@ describe("gleam master and agents", function()
     -- an agent started while no master runs joins once one comes up
     helpers.kill(m2)
     local a3 = start_agent(m.addr)
-    helpers.sleep_ms(500)
-    assert.truthy(log_of(a3):find("cannot join the master at " .. m.addr, 1, true), log_of(a3))
+    assert.truthy(helpers.wait_for(5, function()
+      return log_of(a3):find("cannot join the master at " .. m.addr, 1, true)
+    end), log_of(a3))
     local m3 = helpers.spawn({ "master", "--listen", m.addr })
     m3.addr = helpers.listening(m3)
     assert.are.equal(3, wait_agents(m3, set(a1, a2, a3), 5).n)
@@ -194,7 +195,7 @@ describe("gleam master and agents", function()
     assert.are.equal(0, res.status, shown(res))
     assert.are.equal(2, res.n, shown(res))
     assert.falsy(res.agents[intruder.addr])
-    helpers.sleep_ms(600) -- several attempts: still out, and logged once each side
+    helpers.sleep_ms(1500) -- several attempts: still out, and logged once each side
     res = status(m.addr, { secret_file = good })
     assert.are.equal(2, res.n, shown(res))
     assert.truthy(log_of(m):find("handshake refused: wrong secret", 1, true), log_of(m))
@@ -278,7 +279,7 @@ describe("gleam master and agents", function()
     got, sum = ask(1)
     assert.are.equal(0, sum)
     -- the agents' next heartbeats (nothing runs on them) give all the slots back
-    helpers.sleep_ms(1200)
+    helpers.sleep_ms(2500)
     got, sum = ask(100)
     assert.are.same({ [a2.addr] = 2, [a3.addr] = 3 }, got)
     c:close()
@@ -375,7 +376,13 @@ describe("bad frames", function()
     assert.is_true(slow:closed_within(1))
     silent:close()
     slow:close()
-    local _, n = log_of(m):gsub("no handshake within 10 s", "")
+    -- the log line follows the close (it is written once the handles are closed)
+    local n = 0
+    helpers.wait_for(3, function()
+      local _, count = log_of(m):gsub("no handshake within 10 s", "")
+      n = count
+      return n == 2
+    end)
     assert.are.equal(2, n, log_of(m))
   end)
 
