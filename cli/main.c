@@ -1,8 +1,12 @@
-/* main.c: the `gleam` executable. It makes the driver's Lua state, points
- * package.path at gleam's Lua modules (next to the executable when
- * installed, in the source tree when run from a build), preloads the
- * REPL's line editor (gleam.lineedit, lineedit.c), and hands the command
- * line to gleam.cli. */
+/* main.c: the `gleam` executable. The cluster daemons and their client
+ * (`gleam master`, `gleam agent`, `gleam status`) are C and start here,
+ * with no Lua state; `gleam executor` is C over the Lua state made below.
+ * Every other command makes the driver's Lua state, points package.path at
+ * gleam's Lua modules (next to the executable when installed, in the source
+ * tree when run from a build), preloads the REPL's line editor
+ * (gleam.lineedit, lineedit.c), and hands the command line to gleam.cli. */
+#include "cluster.h"
+
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -55,6 +59,18 @@ static int traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        int (*main)(int, char **);
+    } cmds[] = {{"master", gl_master_main}, {"agent", gl_agent_main}, {"status", gl_status_main}};
+    for (size_t i = 0; argc > 1 && i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].main(argc - 1, argv + 1);
+        if (argc == 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], cmds[i].name)) {
+            char *help[] = {argv[2], "--help", NULL};
+            return cmds[i].main(2, help);
+        }
+    }
     char dir[PATH_MAX];
     if (lua_dir(dir, sizeof dir)) {
         fprintf(stderr, "gleam: cannot find gleam's Lua modules (gleam/init.lua)\n");
@@ -75,6 +91,12 @@ int main(int argc, char **argv)
     lua_pushcfunction(L, luaopen_gleam_lineedit);
     lua_setfield(L, -2, "gleam.lineedit");
     lua_pop(L, 2);
+
+    if (argc > 1 && !strcmp(argv[1], "executor")) {
+        int rc = gl_executor_main(L, argc - 1, argv + 1);
+        lua_close(L);
+        return rc;
+    }
 
     lua_pushcfunction(L, traceback);
     lua_getglobal(L, "require");

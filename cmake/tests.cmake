@@ -1,5 +1,6 @@
-# Tests: C units beside the engine (engine/test/test_*.c, one executable
-# each) and the busted specs in spec/ (run under LuaJIT), all under ctest.
+# Tests: C units beside the engine (engine/test/test_*.c) and the cluster
+# (cluster/test/test_*.c), one executable each, and the busted specs in
+# spec/ (run under LuaJIT), all under ctest.
 
 file(GLOB ENGINE_TESTS ${CMAKE_SOURCE_DIR}/engine/test/test_*.c)
 foreach(src ${ENGINE_TESTS})
@@ -15,6 +16,16 @@ foreach(src ${ENGINE_TESTS})
   add_test(NAME c_${name} COMMAND ${name})
   set_tests_properties(c_${name} PROPERTIES ENVIRONMENT
     "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;\;")
+endforeach()
+
+# The cluster's C units (cluster/test/test_*.c), over the engine's runner.
+file(GLOB CLUSTER_TESTS ${CMAKE_SOURCE_DIR}/cluster/test/test_*.c)
+foreach(src ${CLUSTER_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE gleam_cluster gleam_static PkgConfig::MSGPACK)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/engine/test)
+  add_test(NAME c_${name} COMMAND ${name})
 endforeach()
 
 find_program(LUAJIT_BIN luajit REQUIRED)

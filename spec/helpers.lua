@@ -100,14 +100,20 @@ end
 -- Running the gleam executable -------------------------------------------------
 
 -- Runs `gleam ARGS...` in dir (default: a temp dir), its stdin the file
--- `stdin` (default /dev/null); returns { status = exit code, stdout = ...,
+-- `stdin` (default /dev/null), with env ({ NAME = value }, optional) added
+-- to its environment; returns { status = exit code, stdout = ...,
 -- stderr = ... }.
-function helpers.gleam(args, dir, stdin)
+function helpers.gleam(args, dir, stdin, env)
   local own = dir == nil
   dir = dir or helpers.tmpdir()
   local io_dir = helpers.tmpdir()
   local out, err, rc = io_dir .. "/stdout", io_dir .. "/stderr", io_dir .. "/status"
-  local cmd = { quote(helpers.bin) }
+  local cmd = {}
+  if env then
+    cmd[1] = "env"
+    for k, v in pairs(env) do cmd[#cmd + 1] = k .. "=" .. quote(v) end
+  end
+  cmd[#cmd + 1] = quote(helpers.bin)
   for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
   os.execute(string.format("cd %s && %s >%s 2>%s <%s; echo $? >%s",
     quote(dir), table.concat(cmd, " "), quote(out), quote(err), quote(stdin or "/dev/null"), quote(rc)))
@@ -318,6 +324,243 @@ function helpers.sh(cmd)
   p:close()
   local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
   return body or out, code == "0"
+end
+
+-- Cluster processes ------------------------------------------------------------
+
+-- Daemons (gleam master / agent) run in the background with their stderr
+-- in a log file; each is killed by helpers.stop_all(), which every cluster
+-- spec calls from after_each, so none outlives a failing test.
+
+pcall(ffi.cdef, "int poll(void *fds, unsigned long n, int timeout);")
+
+-- Sleeps ms milliseconds.
+function helpers.sleep_ms(ms)
+  ffi.C.poll(nil, 0, ms)
+end
+
+local daemons = {}
+
+-- Starts `gleam ARGS...` in the background (env: { NAME = value } added to
+-- its environment) with stderr and stdout in a log file; returns a handle
+-- { pid, log (path), args }.
+function helpers.spawn(args, env)
+  local dir = helpers.tmpdir()
+  local log, pidf = dir .. "/log", dir .. "/pid"
+  local cmd = { "exec" }
+  for k, v in pairs(env or {}) do cmd[#cmd + 1] = k .. "=" .. quote(v) end
+  if env then table.insert(cmd, 2, "env") end
+  cmd[#cmd + 1] = quote(helpers.bin)
+  for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
+  os.execute(string.format("(%s >%s 2>&1 </dev/null) & echo $! >%s",
+    table.concat(cmd, " "), quote(log), quote(pidf)))
+  local pid = tonumber(helpers.read_file(pidf) or "")
+  assert(pid, "could not start gleam " .. table.concat(args, " "))
+  local d = { pid = pid, log = log, args = args }
+  daemons[#daemons + 1] = d
+  return d
+end
+
+-- Whether the process is still running (not exited, not a zombie). Read
+-- from /proc rather than with ps: under the sanitizer build LD_PRELOAD
+-- puts ASan into every child, and ps can hang under it.
+function helpers.alive(d)
+  local f = io.open("/proc/" .. d.pid .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("*a") or ""
+  f:close()
+  local state = stat:match("%) (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+-- Sends signal sig (default KILL) and waits until the process is gone.
+function helpers.kill(d, sig)
+  os.execute(string.format("kill -%s %d 2>/dev/null", sig or "KILL", d.pid))
+  for _ = 1, 200 do
+    if not helpers.alive(d) then return end
+    helpers.sleep_ms(25)
+  end
+end
+
+-- Kills every daemon still running.
+function helpers.stop_all()
+  for i = #daemons, 1, -1 do
+    helpers.kill(daemons[i])
+    daemons[i] = nil
+  end
+end
+
+-- Polls fn() every 50 ms until it returns a true value (returned) or
+-- seconds pass (nil).
+function helpers.wait_for(seconds, fn)
+  local tries = math.ceil(seconds * 20)
+  for _ = 1, tries do
+    local v = fn()
+    if v then return v end
+    helpers.sleep_ms(50)
+  end
+  return nil
+end
+
+-- Waits for the daemon to log the address it listens on; returns it.
+function helpers.listening(d)
+  local addr = helpers.wait_for(10, function()
+    return (helpers.read_file(d.log) or ""):match("listening on ([%d%.]+:%d+)")
+  end)
+  assert(addr, "gleam " .. table.concat(d.args, " ") .. " did not start listening; its log:\n"
+    .. (helpers.read_file(d.log) or ""))
+  return addr
+end
+
+-- A blocking TCP client over the FFI, for speaking (and mis-speaking) the
+-- wire protocol to a daemon. Every wait is bounded by a timeout.
+pcall(ffi.cdef, [[
+int socket(int domain, int type, int protocol);
+int connect(int fd, const void *addr, unsigned int len);
+long send(int fd, const void *buf, unsigned long n, int flags);
+long recv(int fd, void *buf, unsigned long n, int flags);
+int close(int fd);
+int inet_pton(int af, const char *src, void *dst);
+]])
+pcall(ffi.cdef, [[
+struct spec_sockaddr_in { uint16_t family; uint8_t port[2]; uint8_t addr[4]; uint8_t zero[8]; };
+struct spec_pollfd { int fd; short events; short revents; };
+]])
+
+local Tcp = {}
+Tcp.__index = Tcp
+
+-- Connects to "ip:port"; returns a client or nil and a message.
+function helpers.tcp(addr)
+  local ip, port = addr:match("^([%d%.]+):(%d+)$")
+  port = tonumber(port)
+  local sa = ffi.new("struct spec_sockaddr_in")
+  sa.family = 2 -- AF_INET
+  sa.port[0], sa.port[1] = math.floor(port / 256), port % 256
+  assert(ffi.C.inet_pton(2, ip, sa.addr) == 1, "bad address " .. addr)
+  local fd = ffi.C.socket(2, 1, 0) -- AF_INET, SOCK_STREAM
+  assert(fd >= 0, "socket failed")
+  if ffi.C.connect(fd, sa, ffi.sizeof(sa)) ~= 0 then
+    ffi.C.close(fd)
+    return nil, "cannot connect to " .. addr
+  end
+  return setmetatable({ fd = fd, buf = "" }, Tcp)
+end
+
+-- Sends bytes; false if the peer has gone (MSG_NOSIGNAL: no SIGPIPE).
+function Tcp:send(bytes)
+  local off = 0
+  while off < #bytes do
+    local n = ffi.C.send(self.fd, ffi.cast("const char *", bytes) + off, #bytes - off, 0x4000)
+    if n <= 0 then return false end
+    off = off + tonumber(n)
+  end
+  return true
+end
+
+-- Reads what arrives within ms; returns the bytes and whether the peer
+-- closed (EOF or reset).
+function Tcp:read_some(ms)
+  local p = ffi.new("struct spec_pollfd", { fd = self.fd, events = 1 })
+  if ffi.C.poll(p, 1, ms) <= 0 then return "", false end
+  local buf = ffi.new("char[65536]")
+  local n = tonumber(ffi.C.recv(self.fd, buf, 65536, 0))
+  if n <= 0 then return "", true end
+  return ffi.string(buf, n), false
+end
+
+-- Reads one frame body within seconds; nil and "closed" or "timeout".
+function Tcp:frame(seconds)
+  local deadline = os.time() + (seconds or 5) + 1
+  while true do
+    if #self.buf >= 4 then
+      local b1, b2, b3, b4 = self.buf:byte(1, 4)
+      local n = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+      if #self.buf >= 4 + n then
+        local body = self.buf:sub(5, 4 + n)
+        self.buf = self.buf:sub(5 + n)
+        return body
+      end
+    end
+    if os.time() > deadline then return nil, "timeout" end
+    local bytes, closed = self:read_some(100)
+    self.buf = self.buf .. bytes
+    if closed then return nil, "closed" end
+  end
+end
+
+-- Whether the peer closes the connection within seconds (what it sends
+-- meanwhile is dropped).
+function Tcp:closed_within(seconds)
+  local deadline = os.time() + seconds + 1
+  while os.time() <= deadline do
+    local _, closed = self:read_some(100)
+    if closed then return true end
+  end
+  return false
+end
+
+function Tcp:close()
+  if self.fd then ffi.C.close(self.fd) end
+  self.fd = nil
+end
+
+-- msgpack, just enough to write any frame the specs need: a Lua table
+-- with only string keys is a map, a sequence an array; strings are str.
+local function mp(v, out)
+  local t = type(v)
+  if t == "string" then
+    local n = #v
+    if n < 32 then out[#out + 1] = string.char(0xa0 + n)
+    elseif n < 256 then out[#out + 1] = string.char(0xd9, n)
+    else out[#out + 1] = string.char(0xdb, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+      math.floor(n / 256) % 256, n % 256) end
+    out[#out + 1] = v
+  elseif t == "number" then
+    assert(v >= 0 and v < 4294967296 and v == math.floor(v), "mp: only uint32 numbers")
+    out[#out + 1] = string.char(0xce, math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256,
+      math.floor(v / 256) % 256, v % 256)
+  elseif t == "boolean" then
+    out[#out + 1] = string.char(v and 0xc3 or 0xc2)
+  elseif t == "table" and (#v > 0 or next(v) == nil) then
+    out[#out + 1] = string.char(0xdc, math.floor(#v / 256), #v % 256)
+    for _, x in ipairs(v) do mp(x, out) end
+  elseif t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    out[#out + 1] = string.char(0xde, math.floor(#keys / 256), #keys % 256)
+    for _, k in ipairs(keys) do mp(k, out); mp(v[k], out) end
+  else
+    error("mp: cannot encode a " .. t)
+  end
+end
+
+-- The bytes of a value in msgpack.
+function helpers.msgpack(v)
+  local out = {}
+  mp(v, out)
+  return table.concat(out)
+end
+
+-- A frame: the 4-byte big-endian length of body, then body.
+function helpers.frame(body)
+  local n = #body
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256) .. body
+end
+
+-- HMAC-SHA256 of data under key, by the openssl command: an oracle
+-- independent of gleam's own.
+function helpers.hmac_sha256(key, data)
+  local dir = helpers.tmpdir()
+  helpers.write_file(dir .. "/data", data)
+  local hex = key:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+  local out = helpers.sh(string.format("openssl dgst -sha256 -mac HMAC -macopt hexkey:%s -binary %s > %s/mac",
+    hex, quote(dir .. "/data"), quote(dir)))
+  local mac = helpers.read_file(dir .. "/mac")
+  assert(mac and #mac == 32, "openssl dgst failed: " .. out)
+  return mac
 end
 
 return helpers

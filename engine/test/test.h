@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define TEST_SHOW_MAX 20 /* failure lines printed per case */
@@ -77,6 +78,31 @@ static inline bool test_check_(bool ok, const char *file, int line, const char *
     CHECK((size_t)(alen) == (size_t)(blen) && (!(alen) || !memcmp((a), (b), (size_t)(alen))))
 
 #define TEST(name) static void test_##name(void)
+
+/* Copies n bytes so that they end exactly where an unreadable page
+ * starts, so a reader that runs past the end crashes even without ASan
+ * (borrowed: valid until the next call). */
+static inline const uint8_t *test_guarded(const void *src, size_t n)
+{
+    static uint8_t *lo;
+    static size_t cap;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    if (n > cap || !lo) {
+        if (lo)
+            munmap(lo, cap + pg);
+        size_t want = n > (1u << 20) ? n : (1u << 20);
+        cap = (want + pg - 1) / pg * pg;
+        lo = mmap(NULL, cap + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (lo == MAP_FAILED || mprotect(lo + cap, pg, PROT_NONE)) {
+            perror("test_guarded: mmap");
+            exit(2);
+        }
+    }
+    uint8_t *p = lo + cap - n;
+    if (n)
+        memcpy(p, src, n);
+    return p;
+}
 
 typedef struct test_case {
     const char *name;

@@ -13,34 +13,9 @@
 
 #include <math.h>
 #include <msgpack.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
-
-/* Copies n bytes so that they end exactly where an unreadable page starts
- * (borrowed: valid until the next call). */
-static const uint8_t *guarded(const void *src, size_t n)
-{
-    static uint8_t *lo;
-    static size_t cap;
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    if (n > cap || !lo) {
-        if (lo)
-            munmap(lo, cap + pg);
-        size_t want = n > (1u << 20) ? n : (1u << 20);
-        cap = (want + pg - 1) / pg * pg;
-        lo = mmap(NULL, cap + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (lo == MAP_FAILED || mprotect(lo + cap, pg, PROT_NONE)) {
-            perror("guarded: mmap");
-            exit(2);
-        }
-    }
-    uint8_t *p = lo + cap - n;
-    if (n)
-        memcpy(p, src, n);
-    return p;
-}
 
 /* Unpacks exactly one value filling [p, p+n) with msgpack-c. */
 static bool unpack_one(msgpack_unpacked *u, const void *p, size_t n)
@@ -486,7 +461,7 @@ TEST(reader_accepts_long_forms)
         {u64small, sizeof u64small, GL_MPK_NUM, 0, 9},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const uint8_t *p = guarded(cases[i].p, cases[i].n), *end = p + cases[i].n;
+        const uint8_t *p = test_guarded(cases[i].p, cases[i].n), *end = p + cases[i].n;
         gl_mpk_head h;
         CHECK(gl_mpk_head_read(p, end, &h) == p + cases[i].head);
         CHECK(h.cls == cases[i].cls && h.n == cases[i].count);
@@ -500,7 +475,7 @@ TEST(reader_accepts_long_forms)
 
 static unsigned long truncations_accepted(const uint8_t *v, size_t n, size_t cut)
 {
-    const uint8_t *p = guarded(v, cut);
+    const uint8_t *p = test_guarded(v, cut);
     gl_mpk_head h;
     const uint8_t *q = gl_mpk_head_read(p, p + cut, &h);
     unsigned long bad = q != NULL && q > p + cut;
@@ -529,7 +504,7 @@ TEST(every_truncation_is_malformed)
                 bad += truncations_accepted(v, n, test_below((uint32_t)n));
         }
         /* The whole value still reads from a guarded copy. */
-        const uint8_t *p = guarded(v, n);
+        const uint8_t *p = test_guarded(v, n);
         bad += gl_mpk_skip(p, p + n) != p + n;
     }
     CHECK_EQ(bad, 0);
@@ -576,14 +551,14 @@ TEST(reserved_byte_c1)
     static const uint8_t in_array[] = {0x92, 0x01, 0xc1};
     static const uint8_t as_key[] = {0x81, 0xc1, 0x01};
     gl_mpk_head h;
-    const uint8_t *p = guarded(c1, 1);
+    const uint8_t *p = test_guarded(c1, 1);
     CHECK(gl_mpk_head_read(p, p + 1, &h) == NULL);
     CHECK(gl_mpk_skip(p, p + 1) == NULL);
-    p = guarded(in_array, sizeof in_array);
+    p = test_guarded(in_array, sizeof in_array);
     CHECK(gl_mpk_skip(p, p + sizeof in_array) == NULL);
     uint32_t nf;
     CHECK(gl_row_check(p, p + sizeof in_array, &nf) == NULL);
-    p = guarded(as_key, sizeof as_key);
+    p = test_guarded(as_key, sizeof as_key);
     CHECK(gl_mpk_skip(p, p + sizeof as_key) == NULL);
 }
 
@@ -602,15 +577,15 @@ TEST(huge_counts_in_short_buffers)
     } cases[] = {{arr, sizeof arr}, {map, sizeof map}, {map_half, sizeof map_half}, {arr16, sizeof arr16},
                  {str, sizeof str}, {bin, sizeof bin},  {ext, sizeof ext}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const uint8_t *p = guarded(cases[i].p, cases[i].n);
+        const uint8_t *p = test_guarded(cases[i].p, cases[i].n);
         CHECK(gl_mpk_skip(p, p + cases[i].n) == NULL);
     }
     /* The payload readers refuse what does not fit, too. */
     gl_mpk_head h;
-    const uint8_t *p = guarded(str, sizeof str);
+    const uint8_t *p = test_guarded(str, sizeof str);
     CHECK(gl_mpk_head_read(p, p + sizeof str, &h) == NULL);
     uint32_t nf;
-    p = guarded(arr, sizeof arr);
+    p = test_guarded(arr, sizeof arr);
     CHECK(gl_row_check(p, p + sizeof arr, &nf) == NULL);
     CHECK(!gl_rows_valid(p, sizeof arr, 1));
 }
@@ -634,15 +609,15 @@ TEST(nesting_limit)
     for (int maps = 0; maps < 2; maps++) {
         gl_buf b = {0};
         nest(&b, GL_MPK_MAX_DEPTH, maps);
-        const uint8_t *p = guarded(b.data, b.len);
+        const uint8_t *p = test_guarded(b.data, b.len);
         CHECK(gl_mpk_skip(p, p + b.len) == p + b.len);
         b.len = 0;
         nest(&b, GL_MPK_MAX_DEPTH + 1, maps);
-        p = guarded(b.data, b.len);
+        p = test_guarded(b.data, b.len);
         CHECK(gl_mpk_skip(p, p + b.len) == NULL);
         b.len = 0;
         nest(&b, 100000, maps);
-        p = guarded(b.data, b.len);
+        p = test_guarded(b.data, b.len);
         CHECK(gl_mpk_skip(p, p + b.len) == NULL);
         gl_buf_free(&b);
     }
@@ -659,7 +634,7 @@ TEST(many_siblings_are_not_deep)
         gl_mpk_put_int(&b, i);
         gl_mpk_put_str(&b, "x", 1);
     }
-    const uint8_t *p = guarded(b.data, b.len);
+    const uint8_t *p = test_guarded(b.data, b.len);
     CHECK(gl_mpk_skip(p, p + b.len) == p + b.len);
     uint32_t nf = 0;
     CHECK(gl_row_check(p, p + b.len, &nf) == p + b.len);
@@ -675,14 +650,14 @@ TEST(many_siblings_are_not_deep)
         gl_mpk_put_int(&b, i);
         gl_mpk_put_int(&b, i);
     }
-    p = guarded(b.data, b.len);
+    p = test_guarded(b.data, b.len);
     CHECK(gl_mpk_skip(p, p + b.len) == p + b.len);
     /* ... but a branch one deeper is still refused. */
     b.len = 0;
     gl_mpk_put_array(&b, 2);
     nest(&b, GL_MPK_MAX_DEPTH, false);
     gl_mpk_put_nil(&b);
-    p = guarded(b.data, b.len);
+    p = test_guarded(b.data, b.len);
     CHECK(gl_mpk_skip(p, p + b.len) == NULL);
     gl_buf_free(&b);
 }
@@ -797,7 +772,7 @@ TEST(row_check_and_rows_valid)
     /* Every cut of a valid batch is refused. */
     unsigned long bad = 0;
     for (size_t cut = 0; cut < ends[1]; cut++) {
-        const uint8_t *g = guarded(b.data, cut);
+        const uint8_t *g = test_guarded(b.data, cut);
         bad += gl_rows_valid(g, cut, 2);
         bad += cut < ends[0] && gl_row_check(g, g + cut, &nf) != NULL;
     }
@@ -918,7 +893,7 @@ TEST(row_format)
 
     /* Malformed bytes render without reading past the end. */
     for (size_t cut = 0; cut < b.len; cut++) {
-        const uint8_t *g = guarded(b.data, cut);
+        const uint8_t *g = test_guarded(b.data, cut);
         gl_row_format(g, g + cut, out, sizeof out);
         CHECK(strlen(out) < sizeof out);
         CHECK(strstr(out, "<malformed>") != NULL);

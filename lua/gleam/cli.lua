@@ -12,13 +12,16 @@ usage: gleam <command> [options]
 commands:
   run [OPTIONS] JOB.lua [ARGS...]       run a flow on this machine
   repl [OPTIONS] [-e CHUNK]             an interactive prompt over the engine
+  master [--listen HOST:PORT]           run a cluster master (the agents' registry)
+  agent --master HOST:PORT --dir DIR    run a cluster agent that joins the master
+  status --master HOST:PORT             list the agents a master knows
   help [COMMAND]                        show help for a command
 
 options:
   -h, --help       show this help
   -v, --version    print the version
 
-Run `gleam help run` or `gleam help repl` for the options of a command.
+Run `gleam help COMMAND` or `gleam COMMAND --help` for the options of a command.
 ]]
 
 local RUN_USAGE = [[
