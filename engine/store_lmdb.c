@@ -39,6 +39,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+/* A fault on a file mapping maps the page cache's whole folio around the
+ * address (up to a PMD, 2 MiB, on current kernels; 64 KiB of fault-around
+ * on older ones), so drops reach that far past the bytes used. */
+#define FOLIO_WINDOW ((uintptr_t)2 << 20)
+
 static uint64_t phys_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
@@ -267,6 +272,20 @@ int gl_lmdb_put(gl_output *o, size_t cell, uint32_t seq, const gl_chunk *c, size
 
 static void drop_map(gl_store *s);
 
+/* Drops [p, p + len) and the folios around it from the process: a
+ * neighbour some reader is using faults back in. */
+static void drop_range(const gl_store *s, uintptr_t p, size_t len)
+{
+    uintptr_t a = p > FOLIO_WINDOW ? (p - FOLIO_WINDOW) & ~(FOLIO_WINDOW - 1) : 0;
+    uintptr_t b = (p + len + 2 * FOLIO_WINDOW - 1) & ~(FOLIO_WINDOW - 1);
+    if (a < s->map)
+        a = s->map;
+    if (b > s->mapend)
+        b = s->mapend;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void gl_lmdb_delete(gl_output *o)
 {
     gl_store *s = o->store;
@@ -283,16 +302,18 @@ void gl_lmdb_delete(gl_output *o)
     MDB_val key = {sizeof k, k}, val;
     int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
     while (!rc && key.mv_size == 12 && memcmp(key.mv_data, k, 4) == 0) {
+        /* Deleting reads the value's first page, and that fault maps its
+         * whole folio: drop it at once, or a large output's delete would
+         * map a good part of it. */
+        uintptr_t at = (uintptr_t)val.mv_data;
         if (mdb_cursor_del(cur, 0))
             break;
+        drop_range(s, at, 1);
         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT); /* after a delete: the item that moved up */
     }
     mdb_cursor_close(cur);
     /* A failed delete leaves garbage the next open clears: nothing to report. */
     mdb_txn_commit(txn);
-    /* Deleting read the first page of every value, and each fault mapped
-     * its 64 KiB window. */
-    drop_map(s);
 }
 
 struct gl_reader {
@@ -320,7 +341,6 @@ gl_reader *gl_reader_new(const gl_output *o, uint32_t part)
  * edges of values) add up otherwise. Pages a reader is using fault back in
  * from the page cache at the same address, so no pointer goes stale. */
 #define DROP_EVERY (8u << 20)
-#define FAULT_AROUND ((uintptr_t)64 << 10)
 
 static void drop_map(gl_store *s)
 {
@@ -339,18 +359,7 @@ static void drop_pages(gl_reader *r)
 {
     if (!r->droplen)
         return;
-    /* Outward to FAULT_AROUND: a fault maps the page-cache pages of its
-     * whole 64 KiB window, neighbours included. A neighbour some reader is
-     * using faults back in. */
-    const gl_store *s = r->o->store;
-    uintptr_t a = r->drop & ~(FAULT_AROUND - 1);
-    uintptr_t b = (r->drop + r->droplen + FAULT_AROUND - 1) & ~(FAULT_AROUND - 1);
-    if (a < s->map)
-        a = s->map;
-    if (b > s->mapend)
-        b = s->mapend;
-    if (b > a)
-        madvise((void *)a, b - a, MADV_DONTNEED);
+    drop_range(r->o->store, r->drop, r->droplen);
     r->droplen = 0;
 }
 

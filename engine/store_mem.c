@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FLUSH_TXN (4u << 20)
+
 static void chunk_free(gl_store *st, gl_chunk *c)
 {
     if (st)
@@ -24,15 +26,24 @@ static int shard_flush(gl_output *o, size_t cell, gl_err *err)
         n--; /* an empty tail stays for the next rows */
     if (!n)
         return 0;
-    int rc = gl_lmdb_put(o, cell, s->ndisk, s->chunks, n, err);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n; i++)
-        chunk_free(o->store, &s->chunks[i]);
-    s->ndisk += (uint32_t)n;
-    memmove(s->chunks, s->chunks + n, (s->n - n) * sizeof *s->chunks);
-    s->n -= n;
-    return 0;
+    /* In transactions of about FLUSH_TXN bytes: LMDB holds a transaction's
+     * pages in malloc'd memory until it commits. */
+    size_t done = 0;
+    while (done < n) {
+        size_t k = 0, bytes = 0;
+        while (done + k < n && (k == 0 || bytes + s->chunks[done + k].len <= FLUSH_TXN))
+            bytes += s->chunks[done + k++].len;
+        int rc = gl_lmdb_put(o, cell, s->ndisk, s->chunks + done, k, err);
+        if (rc)
+            break;
+        for (size_t i = done; i < done + k; i++)
+            chunk_free(o->store, &s->chunks[i]);
+        s->ndisk += (uint32_t)k;
+        done += k;
+    }
+    memmove(s->chunks, s->chunks + done, (s->n - done) * sizeof *s->chunks);
+    s->n -= done;
+    return done < n ? (err && err->code ? err->code : GL_EIO) : 0;
 }
 
 static int shard_grow(gl_store *st, gl_shard *s, size_t cap)
