@@ -13,6 +13,7 @@ typedef struct entry {
 
 typedef struct list {
     uint32_t head, tail, n;
+    uint64_t bytes;
 } list;
 
 struct gl_groups {
@@ -61,7 +62,7 @@ int64_t gl_groups_add_row(gl_groups *g, uint32_t side, const uint8_t *row, size_
         if (!l)
             return -1;
         for (size_t i = (size_t)g->capl * g->sides; i < (size_t)cap * g->sides; i++)
-            l[i] = (list){GL_GROUP_END, GL_GROUP_END, 0};
+            l[i] = (list){GL_GROUP_END, GL_GROUP_END, 0, 0};
         g->l = l;
         g->capl = cap;
     }
@@ -85,6 +86,7 @@ int64_t gl_groups_add_row(gl_groups *g, uint32_t side, const uint8_t *row, size_
         g->e[l->tail].next = id;
     l->tail = id;
     l->n++;
+    l->bytes += len;
     return slot;
 }
 
@@ -126,7 +128,22 @@ size_t gl_groups_bytes(const gl_groups *g) { return g->arena.len; }
 void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side)
 {
     if (slot < g->capl)
-        g->l[(size_t)slot * g->sides + side] = (list){GL_GROUP_END, GL_GROUP_END, 0};
+        g->l[(size_t)slot * g->sides + side] = (list){GL_GROUP_END, GL_GROUP_END, 0, 0};
+}
+
+uint32_t gl_groups_largest(const gl_groups *g, uint32_t side, uint64_t *bytes)
+{
+    uint32_t n = gl_groups_slots(g), big = 0;
+    uint64_t most = 0;
+    for (uint32_t s = 0; s < n && s < g->capl; s++) {
+        uint64_t b = g->l[(size_t)s * g->sides + side].bytes;
+        if (b > most) {
+            most = b;
+            big = s;
+        }
+    }
+    *bytes = most;
+    return big;
 }
 
 int gl_groups_compact(gl_groups *g)

@@ -38,6 +38,8 @@ size_t gl_groups_bytes(const gl_groups *g);
 /* Empties (slot, side); the slot keeps its key and place. Its rows stay in
  * the arena until gl_groups_compact. */
 void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side);
+/* The slot of (side) holding the most bytes of rows, and *bytes those. */
+uint32_t gl_groups_largest(const gl_groups *g, uint32_t side, uint64_t *bytes);
 /* Rebuilds the arena with only the rows still in lists. 0, or -1 out of
  * memory (the grouping is unchanged then). */
 int gl_groups_compact(gl_groups *g);

@@ -90,7 +90,6 @@ typedef struct groupst {
     uint64_t share;      /* 0: never spill */
     gl_output **spilled; /* per slot; NULL: in memory */
     uint64_t *tokens;    /* per slot, of spilled ones */
-    uint64_t *bytes;     /* per slot: bytes of its rows held */
     uint32_t cap;
     gl_buf rest;
 } groupst;
@@ -108,15 +107,11 @@ static int grow(groupst *s, uint32_t slot)
     uint64_t *tk = realloc(s->tokens, cap * sizeof *tk);
     if (tk)
         s->tokens = tk;
-    uint64_t *by = realloc(s->bytes, cap * sizeof *by);
-    if (by)
-        s->bytes = by;
-    if (!sp || !tk || !by)
+    if (!sp || !tk)
         return -1;
     for (uint32_t i = s->cap; i < cap; i++) {
         s->spilled[i] = NULL;
         s->tokens[i] = 0;
-        s->bytes[i] = 0;
     }
     s->cap = cap;
     return 0;
@@ -135,16 +130,13 @@ static int spill_append(gl_opr *op, gl_output *o, const uint8_t *row, size_t len
 static int spill_groups(gl_opr *op)
 {
     groupst *s = op->st;
-    uint32_t n = gl_groups_slots(s->g);
     bool moved = false;
     while (gl_groups_bytes(s->g) > s->share / 2) {
-        uint32_t big = 0;
-        for (uint32_t i = 1; i < n; i++)
-            if (s->bytes[i] > s->bytes[big])
-                big = i;
+        uint64_t bytes;
+        uint32_t big = gl_groups_largest(s->g, 0, &bytes);
         /* Only groups of a real size: many small keys are the buckets'
          * job (task.c), and moving them would not pay. */
-        if (!n || s->bytes[big] < s->share / 16)
+        if (bytes < s->share / 16)
             break;
         gl_output *o = gl_output_new(1, 1, op->t->run->store, true);
         if (!o)
@@ -160,7 +152,6 @@ static int spill_groups(gl_opr *op)
                 return rc;
         }
         gl_groups_clear(s->g, big, 0);
-        s->bytes[big] = 0;
         moved = true;
     }
     if (moved && gl_groups_compact(s->g))
@@ -188,7 +179,6 @@ static int group_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrow
         int64_t slot = gl_groups_add_row(s->g, 0, row, rlen);
         if (slot < 0 || grow(s, (uint32_t)slot))
             return gl_err_set(&op->t->err, GL_ENOMEM, "group_by_key: out of memory");
-        s->bytes[slot] += rlen;
     }
     if (s->share && gl_groups_bytes(s->g) > s->share)
         return spill_groups(op);
@@ -239,7 +229,6 @@ static void group_destroy(gl_opr *op)
         }
     free(s->spilled);
     free(s->tokens);
-    free(s->bytes);
     gl_buf_free(&s->rest);
     gl_groups_free(s->g);
     free(s);

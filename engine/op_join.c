@@ -30,7 +30,6 @@ typedef struct joinst {
     gl_groups *g;
     uint32_t nils[2];   /* rest width of the left and right side */
     uint64_t share;     /* bytes of right rows held before the largest spill; 0: never */
-    uint64_t *bytes;    /* per slot: bytes of its right rows held */
     hot **hot;          /* per slot: NULL, or the key's rows in LMDB */
     bool *matched;      /* per slot: some left row met it (right, outer joins) */
     uint32_t cap;
@@ -114,19 +113,15 @@ static int grow(joinst *j, uint32_t slot)
     uint32_t cap = j->cap ? j->cap * 2 : 256;
     while (cap <= slot)
         cap *= 2;
-    uint64_t *b = realloc(j->bytes, cap * sizeof *b);
-    if (b)
-        j->bytes = b;
     hot **h = realloc(j->hot, cap * sizeof *h);
     if (h)
         j->hot = h;
     bool *m = realloc(j->matched, cap * sizeof *m);
     if (m)
         j->matched = m;
-    if (!b || !h || !m)
+    if (!h || !m)
         return -1;
     for (uint32_t i = j->cap; i < cap; i++) {
-        j->bytes[i] = 0;
         j->hot[i] = NULL;
         j->matched[i] = false;
     }
@@ -138,14 +133,11 @@ static int grow(joinst *j, uint32_t slot)
 static int spill_right(gl_opr *op)
 {
     joinst *j = op->st;
-    uint32_t n = gl_groups_slots(j->g);
     bool moved = false;
     while (gl_groups_bytes(j->g) > j->share / 2) {
-        uint32_t big = 0;
-        for (uint32_t i = 1; i < n; i++)
-            if (j->bytes[i] > j->bytes[big])
-                big = i;
-        if (!n || j->bytes[big] < j->share / 16)
+        uint64_t bytes;
+        uint32_t big = gl_groups_largest(j->g, 1, &bytes);
+        if (bytes < j->share / 16)
             break; /* many small keys: the buckets' job (task.c) */
         hot *h = calloc(1, sizeof *h);
         if (!h || !(h->rows = gl_output_new(1, 1, op->t->run->store, true))) {
@@ -161,7 +153,6 @@ static int spill_right(gl_opr *op)
                 return rc;
         }
         gl_groups_clear(j->g, big, 1);
-        j->bytes[big] = 0;
         moved = true;
     }
     if (moved && gl_groups_compact(j->g))
@@ -187,7 +178,6 @@ static int stream_push_right(gl_opr *op, const uint8_t *rows, size_t len, uint64
         int64_t slot = gl_groups_add_row(j->g, 1, row, rl);
         if (slot < 0 || grow(j, (uint32_t)slot))
             return gl_err_set(&op->t->err, GL_ENOMEM, "join: out of memory");
-        j->bytes[slot] += rl;
     }
     if (j->share && gl_groups_bytes(j->g) > j->share)
         return spill_right(op);
@@ -355,7 +345,6 @@ static void join_destroy(gl_opr *op)
             free(j->hot[i]);
         }
     free(j->hot);
-    free(j->bytes);
     free(j->matched);
     gl_groups_free(j->g);
     free(j);
