@@ -173,22 +173,25 @@ typedef struct cursor {
     const uint8_t *rowend;
     uint64_t left;          /* rows after the current one in this chunk */
     size_t i;               /* memory: index of the current entry */
+    uint64_t pfx;           /* the current row's key prefix */
 } cursor;
 
 /* Moves to the next row; 1 there is one, 0 the source is done, <0 error. */
-static int cursor_next(sortst *s, cursor *c)
+static int cursor_next(const gl_opr *op, sortst *s, cursor *c)
 {
     if (!c->rd) {
         if (++c->i >= s->n)
             return 0;
         c->p = s->arena.data + s->v[c->i].off;
         c->rowend = c->p + s->v[c->i].len;
+        c->pfx = s->v[c->i].pfx;
         return 1;
     }
     if (c->left) {
         c->left--;
         c->p = c->rowend;
         c->rowend = gl_row_end(c->p, c->end);
+        c->pfx = prefix(op->d, c->p, c->rowend);
         return 1;
     }
     const gl_chunk *ch;
@@ -200,11 +203,14 @@ static int cursor_next(sortst *s, cursor *c)
     c->end = ch->data + ch->len;
     c->rowend = gl_row_end(c->p, c->end);
     c->left = ch->nrows - 1;
+    c->pfx = prefix(op->d, c->p, c->rowend);
     return 1;
 }
 
 static int cursor_cmp(const gl_opr *op, const cursor *a, const cursor *b)
 {
+    if (a->pfx != b->pfx)
+        return (a->pfx < b->pfx) != op->d->desc ? -1 : 1;
     int r = gl_row_cmp(a->p, a->rowend, b->p, b->rowend, &op->d->key, false);
     if (r)
         return op->d->desc ? -r : r;
@@ -244,10 +250,10 @@ static int merge_runs(gl_opr *op)
         if (i < s->nruns) {
             if (!(c[i].rd = gl_reader_new(s->runs[i], 0)))
                 rc = gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
-            got = rc ? 0 : cursor_next(s, &c[i]);
+            got = rc ? 0 : cursor_next(op, s, &c[i]);
         } else {
             c[i].i = (size_t)-1;
-            got = cursor_next(s, &c[i]);
+            got = cursor_next(op, s, &c[i]);
         }
         if (got < 0)
             rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(c[i].rd));
@@ -267,7 +273,7 @@ static int merge_runs(gl_opr *op)
          * the move releases. */
         if ((rc = gl_op_flush(op, GL_CHUNK_BYTES / 4)))
             break;
-        int got = cursor_next(s, top);
+        int got = cursor_next(op, s, top);
         if (got < 0)
             rc = gl_err_set(&t->err, GL_EIO, "%s", gl_reader_error(top->rd));
         else if (!got)
