@@ -146,6 +146,20 @@ static void each_input(gl_run *run, const gl_stage *st, void (*fn)(gl_run *, uin
             fn(run, st->ops[i].side_stage, left);
 }
 
+/* Marks output s consumable when the stage about to run is its last
+ * reader and reads each partition once (its main input, not a broadcast
+ * side, which every task reads whole), and no later run keeps it. */
+static void mark_consumed(gl_run *run, const gl_stage *st, uint32_t s, const uint32_t *left)
+{
+    gl_output *o = run->outs[s];
+    if (!o || left[s] != 1 || run->stages.v[s].cache_step >= 0)
+        return;
+    for (uint32_t i = 0; i < st->nops; i++)
+        if (st->ops[i].kind == GL_OP_BCAST_JOIN && st->ops[i].side_stage == s)
+            return;
+    o->consume = true;
+}
+
 static void count_reader(gl_run *run, uint32_t s, uint32_t *left)
 {
     (void)run;
@@ -204,6 +218,10 @@ int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_o
         if (st->src == GL_SRC_PAIR)
             for (uint32_t i = 0; i < 2; i++)
                 st->width[i] = run.outs[st->src_stages[i]]->max_width;
+        if (st->src == GL_SRC_STAGE)
+            mark_consumed(&run, st, st->src_stage, left);
+        for (uint32_t i = 0; (st->src == GL_SRC_UNION || st->src == GL_SRC_PAIR) && i < st->nsrc; i++)
+            mark_consumed(&run, st, st->src_stages[i], left);
         for (uint32_t i = 0; i < st->ntasks; i++) {
             tasks[i].run = &run;
             tasks[i].st = st;

@@ -77,6 +77,9 @@ typedef struct gl_output {
     uint32_t id;      /* its keys in LMDB */
     size_t tail;      /* a spilled shard writes to LMDB every `tail` bytes */
     bool disk;        /* every shard goes to LMDB */
+    /* Its only reader reads each partition once: a reader frees the chunks
+     * in memory it has moved past (exec.c sets it). */
+    bool consume;
 } gl_output;
 
 /* Returns a new empty output (caller frees with gl_output_free), or NULL.

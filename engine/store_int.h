@@ -27,6 +27,9 @@ struct gl_store {
     gl_err open_err;           /* why opening failed, once it has */
 };
 
+/* Frees one chunk held in memory and releases its charge. */
+void gl_chunk_release(gl_store *st, gl_chunk *c);
+
 /* Opens the environment once; a failure is kept and returned again. */
 int gl_store_open(gl_store *s, gl_err *err);
 

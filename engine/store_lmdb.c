@@ -323,6 +323,7 @@ struct gl_reader {
     MDB_txn *txn;
     gl_chunk view;
     uintptr_t drop, droplen;
+    gl_chunk *done;        /* consume: the memory chunk handed out last */
     char err[512];
 };
 
@@ -367,6 +368,10 @@ const gl_chunk *gl_reader_next(gl_reader *r)
 {
     const gl_output *o = r->o;
     drop_pages(r);
+    if (r->done) {
+        gl_chunk_release(o->store, r->done);
+        r->done = NULL;
+    }
     if (r->err[0])
         return NULL;
     while (r->part < o->nparts && r->task < o->ntasks) {
@@ -402,9 +407,11 @@ const gl_chunk *gl_reader_next(gl_reader *r)
         size_t m = r->chunk - s->ndisk;
         if (m < s->n) {
             r->chunk++;
-            if (s->chunks[m].len)
-                return &s->chunks[m];
-            continue;
+            if (!s->chunks[m].len)
+                continue;
+            if (o->consume)
+                r->done = (gl_chunk *)&s->chunks[m]; /* the one reader: its to free */
+            return &s->chunks[m];
         }
         r->task++;
         r->chunk = 0;
@@ -419,6 +426,8 @@ void gl_reader_free(gl_reader *r)
     if (!r)
         return;
     drop_pages(r);
+    if (r->done)
+        gl_chunk_release(r->o->store, r->done);
     if (r->txn)
         mdb_txn_abort(r->txn);
     free(r);

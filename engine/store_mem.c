@@ -9,13 +9,15 @@
 
 #define FLUSH_TXN (4u << 20)
 
-static void chunk_free(gl_store *st, gl_chunk *c)
+void gl_chunk_release(gl_store *st, gl_chunk *c)
 {
-    if (st)
+    if (st && c->data)
         atomic_fetch_sub(&st->used, c->cap);
     free(c->data);
-    c->data = NULL;
+    *c = (gl_chunk){0};
 }
+
+static void chunk_free(gl_store *st, gl_chunk *c) { gl_chunk_release(st, c); }
 
 /* Writes the shard's chunks in memory to LMDB, in order, and frees them. */
 static int shard_flush(gl_output *o, size_t cell, gl_err *err)
