@@ -32,8 +32,11 @@ typedef struct sortst {
     size_t keep; /* top: rows to keep */
     uint64_t share; /* bytes before a run is spilled; 0: never */
     gl_output **runs;
+    uint32_t *levels;   /* per run: merges it went through */
     size_t nruns;
 } sortst;
+
+#define MERGE_FANIN 32
 
 typedef struct cmpctx {
     const uint8_t *base;
@@ -101,14 +104,21 @@ static int compact(gl_opr *op)
 }
 
 /* Sorts the rows held and writes them to LMDB as a new run. */
+static int merge_down(gl_opr *op);
+
 static int spill_run(gl_opr *op)
 {
     sortst *s = op->st;
     gl_task *t = op->t;
     gl_output **v = realloc(s->runs, (s->nruns + 1) * sizeof *v);
-    if (!v)
+    if (v)
+        s->runs = v;
+    uint32_t *lv = realloc(s->levels, (s->nruns + 1) * sizeof *lv);
+    if (lv)
+        s->levels = lv;
+    if (!v || !lv)
         return gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
-    s->runs = v;
+    s->levels[s->nruns] = 0;
     gl_output *run = gl_output_new(1, 1, t->run->store, true);
     if (!run)
         return gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
@@ -132,6 +142,8 @@ static int spill_run(gl_opr *op)
         rc = gl_output_seal(run, 0, &t->err);
     s->arena.len = 0;
     s->n = 0;
+    if (!rc && s->nruns >= MERGE_FANIN)
+        rc = merge_down(op);
     return rc;
 }
 
@@ -235,20 +247,22 @@ static void sift_down(const gl_opr *op, cursor *c, size_t *h, size_t n, size_t i
     }
 }
 
-/* k-way merge of the runs and the rows in memory, to the next op. */
-static int merge_runs(gl_opr *op)
+/* Merges runs [from, from + k) (and, with mem, the rows in memory, sorted
+ * first) into dst, a new run, or to the next op when dst is NULL. */
+static int merge(gl_opr *op, size_t from, size_t k, bool mem, gl_output *dst)
 {
     sortst *s = op->st;
     gl_task *t = op->t;
-    size_t k = s->nruns + 1, n = 0;
-    cursor *c = calloc(k, sizeof *c);
-    size_t *h = calloc(k, sizeof *h);
+    size_t total = k + (mem ? 1 : 0), n = 0;
+    cursor *c = calloc(total ? total : 1, sizeof *c);
+    size_t *h = calloc(total ? total : 1, sizeof *h);
     int rc = c && h ? 0 : gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
-    sort_all(op);
-    for (size_t i = 0; i < k && !rc; i++) {
+    if (mem)
+        sort_all(op);
+    for (size_t i = 0; i < total && !rc; i++) {
         int got;
-        if (i < s->nruns) {
-            if (!(c[i].rd = gl_reader_new(s->runs[i], 0)))
+        if (i < k) {
+            if (!(c[i].rd = gl_reader_new(s->runs[from + i], 0)))
                 rc = gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
             got = rc ? 0 : cursor_next(op, s, &c[i]);
         } else {
@@ -262,16 +276,23 @@ static int merge_runs(gl_opr *op)
     }
     for (size_t i = n / 2; i-- > 0 && !rc;)
         sift_down(op, c, h, n, i);
+    uint64_t nb = 0;
     while (n && !rc) {
         cursor *top = &c[h[0]];
         if (gl_buf_append(&op->out, top->p, (size_t)(top->rowend - top->p))) {
             rc = gl_err_set(&t->err, GL_ENOMEM, "sort: out of memory");
             break;
         }
-        op->out_rows++;
-        /* Emitted before the cursor moves: its row may live in the chunk
-         * the move releases. */
-        if ((rc = gl_op_flush(op, GL_CHUNK_BYTES / 4)))
+        nb++;
+        if (!dst) {
+            op->out_rows++;
+            rc = gl_op_flush(op, GL_CHUNK_BYTES / 4);
+        } else if (op->out.len >= GL_CHUNK_BYTES / 4) {
+            rc = gl_output_append(dst, 0, 0, op->out.data, op->out.len, nb, &t->err);
+            op->out.len = 0;
+            nb = 0;
+        }
+        if (rc)
             break;
         int got = cursor_next(op, s, top);
         if (got < 0)
@@ -280,18 +301,53 @@ static int merge_runs(gl_opr *op)
             h[0] = h[--n];
         sift_down(op, c, h, n, 0);
     }
-    for (size_t i = 0; c && i < k; i++)
+    for (size_t i = 0; c && i < total; i++)
         gl_reader_free(c[i].rd);
     free(c);
     free(h);
-    return rc ? rc : gl_op_flush(op, 0);
+    if (rc)
+        return rc;
+    if (!dst)
+        return gl_op_flush(op, 0);
+    if (nb)
+        rc = gl_output_append(dst, 0, 0, op->out.data, op->out.len, nb, &t->err);
+    op->out.len = 0;
+    return rc ? rc : gl_output_seal(dst, 0, &t->err);
+}
+
+/* Tiered merging: when the last MERGE_FANIN runs are of one level, they
+ * become one run of the next level. Each row is rewritten once per level
+ * (log base MERGE_FANIN of the run count), and the final merge has at most
+ * MERGE_FANIN - 1 runs per level to read at once. */
+static int merge_down(gl_opr *op)
+{
+    sortst *s = op->st;
+    while (s->nruns >= MERGE_FANIN) {
+        size_t from = s->nruns - MERGE_FANIN;
+        uint32_t level = s->levels[from];
+        for (size_t i = from + 1; i < s->nruns; i++)
+            if (s->levels[i] != level)
+                return 0;
+        gl_output *one = gl_output_new(1, 1, op->t->run->store, true);
+        if (!one)
+            return gl_err_set(&op->t->err, GL_ENOMEM, "sort: out of memory");
+        int rc = merge(op, from, MERGE_FANIN, false, one);
+        for (size_t i = from; i < s->nruns; i++)
+            gl_output_free(s->runs[i]);
+        s->runs[from] = one;
+        s->levels[from] = level + 1;
+        s->nruns = from + 1;
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 static int sort_finish(gl_opr *op)
 {
     sortst *s = op->st;
     if (s->nruns)
-        return merge_runs(op);
+        return merge(op, 0, s->nruns, true, NULL);
     sort_all(op);
     size_t n = s->top && s->keep < s->n ? s->keep : s->n;
     for (size_t i = 0; i < n; i++) {
@@ -315,6 +371,7 @@ static void sort_destroy(gl_opr *op)
     for (size_t i = 0; i < s->nruns; i++)
         gl_output_free(s->runs[i]);
     free(s->runs);
+    free(s->levels);
     free(s);
 }
 

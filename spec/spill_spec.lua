@@ -54,6 +54,10 @@ local function both(dir, build)
   return small, big
 end
 
+local function f_sort_tiny(path)
+  return gleam.flow():text(path):sort_by(1):collect { memory = "128K", workers = 2 }
+end
+
 describe("a budget smaller than the data", function()
   local dir, path, lines
   before_each(function()
@@ -70,6 +74,9 @@ describe("a budget smaller than the data", function()
       if small[i][1] ~= want[i] then error(string.format("row %d: %q, sort gives %q", i, small[i][1], want[i])) end
     end
     h.assert_rows(big, small, "unlimited")
+    -- 128K: about a hundred sorted runs per task, merged in two tiers
+    local tiny = f_sort_tiny(path)
+    h.assert_rows(big, tiny, "128K")
   end)
 
   it("sort_by descending on a numeric field, with ties, as without a budget", function()
