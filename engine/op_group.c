@@ -74,7 +74,7 @@ static void reg_remove(uint64_t token)
 
 /* Exported for lua/gleam/worker.lua: the values of a spilled group, or
  * NULL if no live group has that token. */
-const gl_output *gl_group_values(uint64_t token)
+const gl_output *gl_group_lookup(uint64_t token)
 {
     const gl_output *o = NULL;
     pthread_mutex_lock(&reg_lock);

@@ -264,41 +264,44 @@ static void op_destroy(gl_opr *op)
  * by key (group_by_key, distinct, a join, the merge side of reduce_by_key)
  * and whose input partition is larger than the task's share of the budget
  * splits that partition by another hash of the key into buckets in LMDB,
- * each small enough to fit, and runs its first op once per bucket: all
- * rows of a key land in one bucket, so every key's result is the same as
- * in one pass, and only the order of keys differs. Returns the bucket
- * count, or 0 to run in one pass. */
-static uint32_t bucket_count(const gl_task *t)
+ * each meant to fit, and runs its first op once per bucket: all rows of a
+ * key land in one bucket, so every key's result is the same as in one
+ * pass, and only the order of keys differs. A bucket still too large is
+ * split again with another seed, up to BUCKET_DEPTH levels; at most
+ * share / 32 KiB buckets per level, so their write buffers (16 KiB tails)
+ * take half the share at most. */
+#define BUCKET_DEPTH 3
+
+static bool keyed_first_op(const gl_task *t)
 {
     const gl_stage *st = t->st;
     if (!t->run->store || !st->nops || (st->src != GL_SRC_STAGE && st->src != GL_SRC_PAIR))
-        return 0;
+        return false;
     const gl_opdesc *d = &st->ops[0];
-    bool keyed = d->kind == GL_OP_GROUP || d->kind == GL_OP_DISTINCT || d->kind == GL_OP_COGROUP ||
-                 (d->kind == GL_OP_AGG && d->merge);
-    if (!keyed)
-        return 0;
-    uint64_t bytes = 0;
-    if (st->src == GL_SRC_STAGE)
-        bytes = gl_output_part_bytes(t->in, t->index);
-    else
-        for (uint32_t i = 0; i < 2; i++)
-            bytes += gl_output_part_bytes(t->run->outs[st->src_stages[i]], t->index);
-    uint64_t share = gl_store_op_share(t->run->store);
-    /* Held rows cost about twice their bytes (index, table, Lua values). */
-    if (!share || bytes * 2 <= share)
-        return 0;
-    uint64_t k = bytes * 2 / share + 1;
-    return k > 4096 ? 4096 : (uint32_t)k;
+    return d->kind == GL_OP_GROUP || d->kind == GL_OP_DISTINCT || d->kind == GL_OP_COGROUP ||
+           (d->kind == GL_OP_AGG && d->merge);
 }
 
-#define BUCKET_SEED 0x8f1bbcdcca62c1d6ull
+/* Buckets for a partition of these bytes: 0 if it fits (held rows cost
+ * about twice their bytes: index, table, Lua values). */
+static uint32_t bucket_count(const gl_task *t, uint64_t bytes)
+{
+    uint64_t share = gl_store_op_share(t->run->store);
+    if (!share || bytes * 2 <= share)
+        return 0;
+    uint64_t k = bytes * 2 / share + 1, most = share / (32u << 10);
+    if (most < 2)
+        most = 2;
+    return (uint32_t)(k < most ? k : most);
+}
 
-/* Writes partition t->index of o to bucket output b by key hash. */
-static int split(gl_task *t, const gl_output *o, gl_output *b, uint32_t k)
+static uint64_t split_seed(uint32_t depth) { return 0x8f1bbcdcca62c1d6ull + 0x9e3779b97f4a7c15ull * depth; }
+
+/* Writes partition part of o to bucket output b by key hash. */
+static int split(gl_task *t, const gl_output *o, uint32_t part, gl_output *b, uint32_t k, uint32_t depth)
 {
     const gl_keyspec *key = &t->st->ops[0].key;
-    gl_reader *r = gl_reader_new(o, t->index);
+    gl_reader *r = gl_reader_new(o, part);
     if (!r)
         return gl_err_set(&t->err, GL_ENOMEM, "task: out of memory");
     const gl_chunk *c;
@@ -308,7 +311,7 @@ static int split(gl_task *t, const gl_output *o, gl_output *b, uint32_t k)
         for (uint64_t i = 0; i < c->nrows && !rc; i++) {
             const uint8_t *row = p;
             p = gl_row_end(p, end);
-            uint32_t h = (uint32_t)(gl_hash_mix(gl_row_key_hash(row, p, key, BUCKET_SEED)) % k);
+            uint32_t h = (uint32_t)(gl_hash_mix(gl_row_key_hash(row, p, key, split_seed(depth))) % k);
             rc = gl_output_append(b, h, 0, row, (size_t)(p - row), 1, &t->err);
         }
         if (!rc && stopped(t))
@@ -320,33 +323,43 @@ static int split(gl_task *t, const gl_output *o, gl_output *b, uint32_t k)
     return rc ? rc : gl_output_seal(b, 0, &t->err);
 }
 
-static int read_buckets(gl_task *t, uint32_t k)
+static uint64_t pair_bytes(const gl_output *in[2], uint32_t part)
 {
-    const gl_stage *st = t->st;
-    bool pair = st->src == GL_SRC_PAIR;
+    return gl_output_part_bytes(in[0], part) + (in[1] ? gl_output_part_bytes(in[1], part) : 0);
+}
+
+/* Runs the first op over partition part of in[0] (and of in[1], the right
+ * side of a two-input stage) in k buckets; *fresh: the op has seen no
+ * rows yet. */
+static int read_buckets(gl_task *t, const gl_output *in[2], uint32_t part, uint32_t k, uint32_t depth, bool *fresh)
+{
     gl_output *b[2] = {NULL, NULL};
     int rc = 0;
-    for (uint32_t i = 0; i < (pair ? 2u : 1u) && !rc; i++) {
+    for (uint32_t i = 0; i < (in[1] ? 2u : 1u) && !rc; i++) {
         if (!(b[i] = gl_output_new(k, 1, t->run->store, true)))
             rc = gl_err_set(&t->err, GL_ENOMEM, "task: out of memory");
         else
-            rc = split(t, pair ? t->run->outs[st->src_stages[i]] : t->in, b[i], k);
+            rc = split(t, in[i], part, b[i], k, depth);
     }
     gl_opr *op = &t->ops[0];
+    const gl_output *sub[2] = {b[0], b[1]};
     for (uint32_t j = 0; j < k && !rc; j++) {
-        if (j) {
+        uint32_t k2 = depth + 1 < BUCKET_DEPTH ? bucket_count(t, pair_bytes(sub, j)) : 0;
+        if (k2) {
+            rc = read_buckets(t, sub, j, k2, depth + 1, fresh);
+            continue;
+        }
+        if (!*fresh) {
             op_destroy(op);
             if ((rc = op_init(op)))
                 break;
         }
+        *fresh = false;
         /* Bucket j is partition j of a one-task output. */
-        if (pair) {
+        if (b[1])
             rc = read_part(t, b[1], j, true);
-            if (!rc)
-                rc = read_part(t, b[0], j, false);
-        } else {
+        if (!rc)
             rc = read_part(t, b[0], j, false);
-        }
         if (!rc)
             rc = op->finish(op);
     }
@@ -371,9 +384,15 @@ int gl_task_run(gl_task *t)
         op->next = made + 1 < st->nops ? &t->ops[made + 1] : NULL;
         rc = op_init(op);
     }
-    uint32_t k = rc ? 0 : bucket_count(t);
+    const gl_output *in[2] = {t->in, NULL};
+    if (st->src == GL_SRC_PAIR) {
+        in[0] = t->run->outs[st->src_stages[0]];
+        in[1] = t->run->outs[st->src_stages[1]];
+    }
+    uint32_t k = !rc && keyed_first_op(t) ? bucket_count(t, pair_bytes(in, t->index)) : 0;
+    bool fresh = true;
     if (!rc)
-        rc = k ? read_buckets(t, k) : read_input(t);
+        rc = k ? read_buckets(t, in, t->index, k, 0, &fresh) : read_input(t);
     for (uint32_t i = k ? 1 : 0; !rc && i < st->nops; i++)
         rc = t->ops[i].finish(&t->ops[i]);
     for (uint32_t i = 0; i < made; i++) {

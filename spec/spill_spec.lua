@@ -362,7 +362,7 @@ describe("one key with more rows than the budget", function()
           n = n + 1
           s = s + v[1]
         end
-        return k, n, s, getmetatable(vs) ~= nil
+        return k, n, s, type(vs) == "cdata", #vs
       end)
     end
     local small = build(gleam.flow()):collect { memory = TINY, workers = 2 }
@@ -380,6 +380,7 @@ describe("one key with more rows than the budget", function()
       local out, iters = {}, 0
       for _, r in ipairs(rows) do
         out[#out + 1] = h.row(r[1], r[2], r[3])
+        assert.are.equal(r[2], r[5]) -- #values is the count either way
         if r[4] then iters = iters + 1 end
       end
       return out, iters
@@ -456,6 +457,16 @@ describe("one key with more rows than the budget", function()
       if r[1] == 0 then n = #r[2] end
     end
     assert.are.equal(297000, n)
+  end)
+
+  it("spilled values refuse indexing with a clear error instead of looking empty", function()
+    local res = h.run_job([[
+local gleam = require "gleam"
+gleam.flow():range(1, 300000, { shards = 2 }):map(function(i) return i % 100 == 0 and i or 0, i end)
+  :group_by_key():map(function(k, vs) return k, vs[1] end):count { memory = "2M" }
+]])
+    assert.are.equal(1, res.status)
+    assert(res.stderr:find("too big for memory and are read from disk: iterate them once", 1, true), res.stderr)
   end)
 
   it("spilled values can be read only by the step right after group_by_key", function()

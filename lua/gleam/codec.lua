@@ -139,8 +139,6 @@ M.ext_mt = { __name = "msgpack ext" }
 -- instead of keeping raw: gleam.worker reserves type 71 for the values of
 -- a group too big for memory.
 M.ext_handlers = {}
--- The metatable of those values (an iterator: for i, v in values do).
-M.group_values_mt = { __name = "gleam group values" }
 
 -- The length of an array decoded with nils in it (a table cannot say).
 function M.array_length(t)

@@ -20,6 +20,8 @@ gl_reader *gl_reader_new(const gl_output *o, uint32_t part);
 const gl_chunk *gl_reader_next(gl_reader *r);
 const char *gl_reader_error(const gl_reader *r);
 void gl_reader_free(gl_reader *r);
+/* A group's values read from LMDB (gleam.worker gives it its methods). */
+typedef struct gl_group_values { gl_reader *rd; const uint8_t *p; uint64_t i, left, n, count; } gl_group_values;
 
 typedef struct gl_plan gl_plan;
 gl_plan *gl_plan_new(void);

@@ -117,7 +117,7 @@ end
 -- values, whether group_by_key gave an array or, for a key whose rows did
 -- not fit in the memory budget, an iterator that reads them from disk.
 function gleam.values(v)
-  if getmetatable(v) == codec.group_values_mt then return v end
+  if ffi.istype("gl_group_values", v) then return v end
   if type(v) ~= "table" then argerror("values", "a group's values (array or iterator)", type(v)) end
   local i, n = 0, codec.array_length(v)
   return function()

@@ -28,43 +28,57 @@ local current
 -- A group too big for memory arrives as ext 71 holding a token; its values
 -- are read from LMDB as the user's loop asks for them (op_group.c).
 ffi.cdef [[
-const gl_output *gl_group_values(uint64_t token);
+const gl_output *gl_group_lookup(uint64_t token);
 ]]
-local values_mt = codec.group_values_mt
-values_mt.__call = function(self)
-  local left = self.left
-  while left == 0 do
-    if not self.rd then return nil end
-    local c = C.gl_reader_next(self.rd)
-    if c == nil then
-      local err = C.gl_reader_error(self.rd)
-      err = err ~= nil and ffi.string(err) or nil
-      C.gl_reader_free(ffi.gc(self.rd, nil))
-      self.rd = nil
-      if err then error(err, 0) end
-      return nil
-    end
-    self.p, self.i, left = c.data, 0, tonumber(c.nrows)
+-- A cdata, not a table: #values is the count, and ipairs, pairs or
+-- values[i] fail loudly instead of seeing an empty table.
+local function release(v)
+  if v.rd ~= nil then
+    C.gl_reader_free(v.rd)
+    v.rd = nil
   end
-  local v
-  v, self.i = decode(self.p, self.i)
-  self.left = left - 1
-  self.n = self.n + 1
-  return self.n, v
 end
-values_mt.__tostring = function() return "gleam group values (an iterator: for i, v in values do)" end
+local group_values = ffi.metatype("gl_group_values", {
+  __len = function(v) return tonumber(v.count) end,
+  __call = function(v)
+    while v.left == 0 do
+      if v.rd == nil then return nil end
+      local c = C.gl_reader_next(v.rd)
+      if c == nil then
+        local err = C.gl_reader_error(v.rd)
+        err = err ~= nil and ffi.string(err) or nil
+        release(v)
+        if err then error(err, 0) end
+        return nil
+      end
+      v.p, v.i, v.left = c.data, 0, c.nrows
+    end
+    local x, i = decode(v.p, tonumber(v.i))
+    v.i = i
+    v.left = v.left - 1
+    v.n = v.n + 1
+    return tonumber(v.n), x
+  end,
+  __index = function(_, k)
+    error("gleam: these group values were too big for memory and are read from disk: iterate them once " ..
+      "with `for i, v in values do` or gleam.values(values) (#values is their count), not values["
+      .. tostring(k) .. "]", 2)
+  end,
+  __tostring = function(v) return "gleam group values (" .. tonumber(v.count) .. ", read from disk)" end,
+  __gc = release,
+})
 
 codec.ext_handlers[71] = function(p, n)
   local token = 0ULL
   for k = 0, n - 1 do token = token * 256 + p[k] end
-  local out = n == 8 and C.gl_group_values(token) or nil
+  local out = n == 8 and C.gl_group_lookup(token) or nil
   if out == nil then
     error("gleam: group values (msgpack ext type 71) that are not live: a group too big for memory " ..
       "can be read only by the step right after group_by_key", 0)
   end
   local rd = C.gl_reader_new(out, 0)
   if rd == nil then error("gleam: out of memory", 0) end
-  return setmetatable({ rd = ffi.gc(rd, C.gl_reader_free), left = 0, n = 0 }, values_mt)
+  return group_values(rd, nil, 0, 0, 0, C.gl_output_rows(out))
 end
 
 local function load_step(s)
