@@ -13,6 +13,8 @@
  * sig_atomic_t and atomic flags, write(2), pthread_kill (a SIGINT a
  * worker thread got is passed to the main thread) and lua_sethook, which
  * is meant to be called from a signal handler (lua.c and luajit.c do). */
+#include "engine.h"
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -32,6 +34,25 @@
 #define SHOW_MAX 200 /* completions listed at most */
 
 static atomic_int cancel_flag;           /* the engine reads it (int *) */
+
+/* The engine's progress (gl_engine_set_progress): a job running over half
+ * a second gets one line on stderr, redrawn in place and cleared when the
+ * job ends (p NULL). */
+static bool progress_shown;
+
+static void progress(const gl_progress *p)
+{
+    if (!p) {
+        if (progress_shown)
+            fputs("\r\033[K", stderr);
+        progress_shown = false;
+    } else if (p->elapsed >= 0.5) {
+        fprintf(stderr, "\r\033[Kstage %u/%u: %u/%u tasks, %llu rows, %.1f s", p->stage, p->stages, p->done,
+                p->tasks, (unsigned long long)p->rows, p->elapsed);
+        progress_shown = true;
+    }
+    fflush(stderr);
+}
 static volatile sig_atomic_t got_sigint; /* at the prompt */
 static volatile sig_atomic_t got_winch;
 static volatile sig_atomic_t evaluating;
@@ -354,5 +375,7 @@ int luaopen_gleam_lineedit(lua_State *L)
     lua_setfield(L, -2, "loop");
     lua_pushlightuserdata(L, &cancel_flag);
     lua_setfield(L, -2, "cancel_flag");
+    lua_pushlightuserdata(L, (void *)progress);
+    lua_setfield(L, -2, "progress_fn");
     return 1;
 }

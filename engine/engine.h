@@ -36,6 +36,21 @@ typedef struct gl_stats {
 int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err);
 
+/* Where a run is, for a progress line: stage (1-based) of stages, its
+ * tasks finished of total, rows written by the finished tasks of this
+ * stage, seconds since the run started. */
+typedef struct gl_progress {
+    uint32_t stage, stages, done, tasks;
+    uint64_t rows;
+    double elapsed;
+} gl_progress;
+typedef void (*gl_progress_fn)(const gl_progress *p);
+
+/* Calls fn about every `ms` milliseconds while a run waits for its tasks,
+ * on the thread that called gl_engine_run, and fn(NULL) once when the run
+ * ends if it was called during it (fn NULL: no calls). */
+void gl_engine_set_progress(gl_engine *e, gl_progress_fn fn, uint32_t ms);
+
 /* Cores the engine would use by default. */
 uint32_t gl_cores(void);
 

@@ -16,7 +16,15 @@ struct gl_engine {
     gl_pool *pool;
     gl_store *store;
     uint64_t runs;
+    gl_progress_fn progress;
+    uint32_t progress_ms;
 };
+
+void gl_engine_set_progress(gl_engine *e, gl_progress_fn fn, uint32_t ms)
+{
+    e->progress = fn;
+    e->progress_ms = ms ? ms : 250;
+}
 
 uint32_t gl_cores(void)
 {
@@ -59,7 +67,22 @@ typedef struct stage_run {
     gl_run *run;
     gl_task *tasks;
     atomic_int first; /* index + 1 of the first failed task */
+    _Atomic uint64_t rows; /* written by the finished tasks */
+    gl_progress at;
+    gl_progress_fn progress;
+    uint64_t start;   /* uv_hrtime of the run's start */
+    bool *ticked;
 } stage_run;
+
+static void tick(void *ctx, uint32_t done)
+{
+    stage_run *sr = ctx;
+    sr->at.done = done;
+    sr->at.rows = atomic_load(&sr->rows);
+    sr->at.elapsed = (double)(uv_hrtime() - sr->start) / 1e9;
+    *sr->ticked = true;
+    sr->progress(&sr->at);
+}
 
 static void task_job(void *ctx, gl_worker *w, uint32_t i)
 {
@@ -71,6 +94,10 @@ static void task_job(void *ctx, gl_worker *w, uint32_t i)
         if (atomic_compare_exchange_strong(&sr->first, &none, (int)i + 1))
             atomic_store(&sr->run->failed, 1);
     }
+    uint64_t rows = 0;
+    for (uint32_t p = 0; p < t->out->nparts; p++)
+        rows += gl_output_cell(t->out, p, t->index)->rows;
+    atomic_fetch_add(&sr->rows, rows);
 }
 
 typedef struct keyref {
@@ -188,6 +215,8 @@ int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_o
                   gl_stats *stats, gl_err *err)
 {
     gl_run run = {.id = ++e->runs, .plan = p, .cancel = cancel, .store = e->store};
+    uint64_t start = uv_hrtime();
+    bool ticked = false;
     gl_stats st_total = {0};
     *out = NULL;
     int rc = gl_plan_stages(p, target, gl_pool_size(e->pool), &run.stages, err);
@@ -229,8 +258,9 @@ int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_o
             tasks[i].out = run.outs[s];
             tasks[i].in = st->src == GL_SRC_STAGE ? run.outs[st->src_stage] : NULL;
         }
-        stage_run sr = {.run = &run, .tasks = tasks};
-        gl_pool_run(e->pool, task_job, &sr, st->ntasks);
+        stage_run sr = {.run = &run, .tasks = tasks, .progress = e->progress, .start = start, .ticked = &ticked};
+        sr.at = (gl_progress){.stage = s + 1, .stages = run.stages.n, .tasks = st->ntasks};
+        gl_pool_run_ticking(e->pool, task_job, &sr, st->ntasks, e->progress ? tick : NULL, &sr, e->progress_ms);
         int first = atomic_load(&sr.first);
         if (first) {
             gl_err *te = &tasks[first - 1].err;
@@ -254,6 +284,8 @@ int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_o
         if (!rc && st->cache_step >= 0)
             gl_plan_cache_put(p, st->cache_step, run.outs[s]); /* kept for later runs */
     }
+    if (ticked)
+        e->progress(NULL);
     if (stats)
         *stats = st_total;
     if (!rc && run.stages.n) {

@@ -131,6 +131,12 @@ uint32_t gl_pool_size(const gl_pool *p) { return p->n; }
 
 void gl_pool_run(gl_pool *p, gl_job_fn fn, void *ctx, uint32_t ntasks)
 {
+    gl_pool_run_ticking(p, fn, ctx, ntasks, NULL, NULL, 0);
+}
+
+void gl_pool_run_ticking(gl_pool *p, gl_job_fn fn, void *ctx, uint32_t ntasks, void (*tick)(void *, uint32_t),
+                         void *tctx, uint32_t tick_ms)
+{
     if (!ntasks)
         return;
     uv_mutex_lock(&p->mu);
@@ -140,8 +146,19 @@ void gl_pool_run(gl_pool *p, gl_job_fn fn, void *ctx, uint32_t ntasks)
     p->next = 0;
     p->total = ntasks;
     uv_cond_broadcast(&p->work);
-    while (p->finished < p->total)
-        uv_cond_wait(&p->done, &p->mu);
+    while (p->finished < p->total) {
+        if (!tick) {
+            uv_cond_wait(&p->done, &p->mu);
+            continue;
+        }
+        if (uv_cond_timedwait(&p->done, &p->mu, (uint64_t)tick_ms * 1000000u) == UV_ETIMEDOUT) {
+            uint32_t done = p->finished;
+            /* The callback runs unlocked: it may take its time (it prints). */
+            uv_mutex_unlock(&p->mu);
+            tick(tctx, done);
+            uv_mutex_lock(&p->mu);
+        }
+    }
     p->total = 0;
     p->next = 0;
     uv_mutex_unlock(&p->mu);

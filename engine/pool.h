@@ -33,6 +33,10 @@ uint32_t gl_pool_size(const gl_pool *p);
 /* Runs fn(ctx, worker, i) for i in [0, ntasks) and waits for all of them.
  * One run at a time per pool. */
 void gl_pool_run(gl_pool *p, gl_job_fn fn, void *ctx, uint32_t ntasks);
+/* The same, calling tick(tctx, tasks finished) on the calling thread about
+ * every tick_ms while it waits (tick NULL: never). */
+void gl_pool_run_ticking(gl_pool *p, gl_job_fn fn, void *ctx, uint32_t ntasks, void (*tick)(void *, uint32_t),
+                         void *tctx, uint32_t tick_ms);
 
 /* lua_state.c: a worker's Lua state with gleam.worker loaded. */
 int gl_lua_worker_open(gl_worker *w, const char *lua_path, const char *lua_cpath);

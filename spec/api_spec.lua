@@ -952,6 +952,35 @@ gleam.flow():rows({ { 1 }, { -42 }, { 2^53 }, { 2.75 } }):printf("%d;"):run()
     assert.equals(string.format("%d;%d;%d;%d;", 1, -42, 2^53, 2.75), res.stdout)
   end)
 
+  it("gleam.config.progress hears where a long job is, then nil once", function()
+    local seen, ends = {}, 0
+    gleam.config.progress = function(p)
+      if p == nil then ends = ends + 1 else seen[#seen + 1] = p end
+    end
+    local ok, err = pcall(function()
+      return gleam.flow():range(1, 3000, { shards = 3 })
+        :map(function(x) local t = os.clock() while os.clock() - t < 0.0005 do end return x end)
+        :count { workers = 2 }
+    end)
+    gleam.config.progress = nil
+    assert(ok, err)
+    assert.are.equal(3000, err)
+    assert(#seen >= 2, "progress was called " .. #seen .. " times")
+    assert.are.equal(1, ends)
+    for _, p in ipairs(seen) do
+      assert.are.equal(1, p.stage)
+      assert.are.equal(1, p.stages)
+      assert.are.equal(3, p.tasks)
+      assert(p.done >= 0 and p.done <= 3 and p.rows == p.done * 1000 and p.elapsed > 0, h.show_row(p))
+    end
+    -- a quick job calls nothing
+    ends = 0
+    gleam.config.progress = function() ends = ends + 1 end
+    gleam.flow():range(1, 10):count()
+    gleam.config.progress = nil
+    assert.are.equal(0, ends)
+  end)
+
   it("run runs a flow with no driver-side sink", function()
     for _, w in ipairs(h.WORKERS) do
       assert.has_no.errors(function() gleam.flow("r"):range(100):map(function(i) return i end):run { workers = w } end)

@@ -441,6 +441,21 @@ describe("gleam repl in a terminal", function()
     t:wait_text("[exited 0]")
   end)
 
+  it("shows a long job's progress on one line and clears it when done", function()
+    if not tmux_ok() then pending("tmux is not installed") return end
+    t = start_repl(2)
+    -- two tasks that each take about two seconds of wall time
+    t:line("slow = function(x) local t = os.clock() while os.clock() - t < 0.001 do end return x end")
+    t:start_line("f:range(1, 4000, { shards = 2 }):map(slow):count()")
+    local screen = t:wait(function(s) return s:find("stage 1/1: %d/2 tasks, %d+ rows, %d+%.%d s") end,
+      "a progress line", 20)
+    screen = t:wait(function(s) return s:find("\n4000\n", 1, true) and at_prompt(s) end, "the count", 30)
+    -- cleared: the line the count follows holds no progress text
+    assert.falsy(screen:find("stage 1/1", 1, true), screen)
+    t:keys("C-d")
+    t:wait_text("[exited 0]")
+  end)
+
   it("leaves on a second Ctrl-C when a job does not stop at the first", function()
     if not tmux_ok() then pending("tmux is not installed") return end
     t = start_repl(1)

@@ -48,6 +48,9 @@ typedef struct gl_stats { uint64_t skipped; uint32_t stages, tasks; } gl_stats;
 int gl_engine_run(gl_engine *e, gl_plan *p, int target, int *cancel, gl_output **out,
                   gl_stats *stats, gl_err *err);
 uint32_t gl_cores(void);
+typedef struct gl_progress { uint32_t stage, stages, done, tasks; uint64_t rows; double elapsed; } gl_progress;
+typedef void (*gl_progress_fn)(const gl_progress *p);
+void gl_engine_set_progress(gl_engine *e, gl_progress_fn fn, uint32_t ms);
 
 typedef struct gl_agg gl_agg;
 int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);

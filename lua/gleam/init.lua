@@ -27,10 +27,16 @@ pcall(ffi.cdef, "char *strerror(int errnum);")
 -- Settings the CLI and callers may change before the first run: worker
 -- threads (0: one per core), the memory budget (bytes or a size such as
 -- "256M"; 0: half of physical memory) and the directory of the on-disk
--- store (nil: a temporary one, removed at exit). cancel: nil, or an
+-- store (nil: a temporary one, removed at exit). progress: nil, or a
+-- function called about every quarter second while a job runs with
+-- { stage, stages, done, tasks, rows, elapsed } (the stage's tasks done of
+-- tasks, rows its finished tasks wrote, seconds since the job began), and
+-- once with nil at the end if it was called; it runs inside the engine's
+-- wait, so its errors are dropped (or a C gl_progress_fn pointer, called
+-- the same way with no Lua in between). cancel: nil, or an
 -- `int *` that a driver (the REPL's Ctrl-C) sets non-zero to stop the
 -- running job; the run then fails with "cancelled".
-gleam.config = { workers = 0, memory = 0, dir = nil, cancel = nil }
+gleam.config = { workers = 0, memory = 0, dir = nil, cancel = nil, progress = nil }
 
 local UNITS = { [""] = 1, K = 2 ^ 10, M = 2 ^ 20, G = 2 ^ 30, T = 2 ^ 40 }
 
@@ -606,6 +612,36 @@ end
 
 -- Running and sinks -----------------------------------------------------------
 
+-- The engine calls back into Lua for progress from inside gl_engine_run:
+-- one C callback for the process, forwarding to gleam.config.progress.
+local progress_cb
+
+local function set_progress(e)
+  local fn = gleam.config.progress
+  if type(fn) == "cdata" then
+    C.gl_engine_set_progress(e, ffi.cast("gl_progress_fn", fn), 250)
+    return
+  end
+  if type(fn) ~= "function" then
+    C.gl_engine_set_progress(e, nil, 0)
+    return
+  end
+  -- An error must not leave a callback (LuaJIT cannot unwind through the
+  -- C frames): it is dropped, and a Ctrl-C still stops the job through
+  -- the cancel flag.
+  progress_cb = progress_cb or ffi.cast("gl_progress_fn", function(p)
+    local f = gleam.config.progress
+    if type(f) ~= "function" then return end
+    if p == nil then
+      pcall(f, nil)
+    else
+      pcall(f, { stage = p.stage, stages = p.stages, done = p.done, tasks = p.tasks, rows = tonumber(p.rows),
+                 elapsed = p.elapsed })
+    end
+  end)
+  C.gl_engine_set_progress(e, progress_cb, 250)
+end
+
 -- Runs the flow up to this dataset; returns the output (a gl_output*).
 local function execute(ds, opts)
   opts = opts or {}
@@ -614,6 +650,7 @@ local function execute(ds, opts)
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
+  set_progress(e)
   local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
   if rc ~= 0 then error(ffi.string(err.msg), 0) end
   if stats.skipped > 0 then
@@ -621,6 +658,9 @@ local function execute(ds, opts)
   end
   return ffi.gc(out[0], C.gl_output_free), stats
 end
+-- The progress callback enters Lua from inside gl_engine_run, which LuaJIT
+-- allows only when the calling function is not compiled.
+jit.off(execute)
 
 -- Calls fn(row) for each row of the output, in shard order. fast, if
 -- given, is fast(chunk, off) -> rows done, new off: it handles rows in
