@@ -35,8 +35,8 @@
 
 static atomic_int cancel_flag;           /* the engine reads it (int *) */
 
-/* The engine's progress (gl_engine_set_progress): a job running over half
- * a second gets one line on stderr, redrawn in place and cleared when the
+/* The engine's progress (gl_engine_set_progress): a job running over a
+ * second gets one line on stderr, redrawn in place and cleared when the
  * job ends (p NULL). */
 static bool progress_shown;
 
@@ -46,7 +46,7 @@ static void progress(const gl_progress *p)
         if (progress_shown)
             fputs("\r\033[K", stderr);
         progress_shown = false;
-    } else if (p->elapsed >= 0.5) {
+    } else if (p->elapsed >= 1.0) {
         fprintf(stderr, "\r\033[Kstage %u/%u: %u/%u tasks, %llu rows, %.1f s", p->stage, p->stages, p->done,
                 p->tasks, (unsigned long long)p->rows, p->elapsed);
         progress_shown = true;

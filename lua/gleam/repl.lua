@@ -398,7 +398,7 @@ function M.interactive(lineedit)
   local s = M.session()
   -- Ctrl-C sets the editor's flag; the engine polls it between batches.
   gleam.config.cancel = ffi.cast("int *", lineedit.cancel_flag)
-  -- A job running longer than half a second shows where it is on stderr
+  -- A job running longer than a second shows where it is on stderr
   -- (cli/lineedit.c prints it: no Lua runs while the engine waits, so the
   -- Ctrl-C hook cannot fire inside the engine).
   gleam.config.progress = ffi.cast("gl_progress_fn", lineedit.progress_fn)
