@@ -11,6 +11,7 @@ enum {
     GL_EIO = -3,     /* a file could not be read */
     GL_ETASK = -4,   /* a user function failed */
     GL_ECANCEL = -5,
+    GL_EDONE = -6,   /* not a failure: the task needs no more input (limit) */
 };
 
 typedef struct gl_err {

@@ -72,7 +72,20 @@ static int limit_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrow
     for (uint64_t r = 0; r < take; r++)
         p = gl_row_end(p, end);
     *left -= (int64_t)take;
-    return gl_op_emit(op, rows, (size_t)(p - rows), take);
+    int rc = gl_op_emit(op, rows, (size_t)(p - rows), take);
+    if (!rc && *left <= 0 && op->t->st->src != GL_SRC_PAIR) {
+        /* Rows that would come later are dropped anyway: stop reading
+         * input, when nothing before this op needs all of it (a sort, an
+         * aggregate, a join, a file written, a command fed). */
+        bool streaming = true;
+        for (uint32_t i = 0; i < op->index; i++) {
+            enum gl_op_kind k = op->t->st->ops[i].kind;
+            streaming &= k == GL_OP_LUA || k == GL_OP_WORDS || k == GL_OP_SELECT || k == GL_OP_CFN ||
+                         k == GL_OP_LIMIT;
+        }
+        op->t->input_done |= streaming;
+    }
+    return rc;
 }
 
 static void limit_destroy(gl_opr *op) { free(op->st); }

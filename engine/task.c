@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int gl_task_fail_row(gl_task *t, int step, const char *what, const uint8_t *row, const uint8_t *end)
 {
@@ -159,6 +160,8 @@ static int input_emit(void *ctx, const uint8_t *rows, size_t len, uint64_t nrows
     gl_task *t = ctx;
     if (stopped(t))
         return GL_ECANCEL;
+    if (t->input_done)
+        return GL_EDONE;
     if (t->st->nops)
         return push_to(&t->ops[0], rows, len, nrows);
     return sink_push(t, rows, len, nrows);
@@ -176,6 +179,8 @@ static int read_part(gl_task *t, const gl_output *o, uint32_t part, bool second)
     while (!rc && (c = gl_reader_next(r))) {
         if (stopped(t))
             rc = GL_ECANCEL;
+        else if (t->input_done)
+            rc = GL_EDONE;
         else if (second)
             rc = t->ops[0].push2(&t->ops[0], c->data, c->len, c->nrows);
         else
@@ -393,6 +398,11 @@ int gl_task_run(gl_task *t)
     bool fresh = true;
     if (!rc)
         rc = k ? read_buckets(t, in, t->index, k, 0, &fresh) : read_input(t);
+    if (rc == GL_EDONE) {
+        /* A source wraps what emit returned in a message: not an error. */
+        rc = 0;
+        memset(&t->err, 0, sizeof t->err);
+    }
     for (uint32_t i = k ? 1 : 0; !rc && i < st->nops; i++)
         rc = t->ops[i].finish(&t->ops[i]);
     for (uint32_t i = 0; i < made; i++) {

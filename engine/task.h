@@ -64,6 +64,7 @@ struct gl_task {
     uint64_t stride, seen;
     uint32_t width;      /* the most fields in a row written, if tracked */
     uint64_t skipped;    /* malformed input lines skipped */
+    bool input_done;     /* a limit has its rows: stop reading input */
 };
 
 #define GL_SAMPLE_MAX 512

@@ -1172,6 +1172,32 @@ describe("ds:limit", function()
       { ordered = true })
   end)
 
+  it("stops reading input once it has its rows (only narrow steps before it)", function()
+    -- A map that fails on a line far past the first batch: a limit that
+    -- kept reading would reach it.
+    h.with_tmpdir(function(dir)
+      local lines = {}
+      for i = 1, 200000 do lines[i] = "line " .. i end
+      local path = h.write_file(dir .. "/big.txt", table.concat(lines, "\n") .. "\n")
+      for _, w in ipairs(h.WORKERS) do
+        local got = gleam.flow("l"):text(path, { shards = 2 }):map(function(l)
+          if l == "line 150000" then error("read too far") end
+          return l
+        end):limit(3):collect { workers = w }
+        h.assert_rows({ h.row("line 1"), h.row("line 2"), h.row("line 3") }, got, "workers " .. w)
+      end
+      -- with a wide step before the limit, every row is read (and the map fails)
+      local ok, err = pcall(function()
+        return gleam.flow("l"):text(path):map(function(l)
+          if l == "line 150000" then error("read too far") end
+          return l
+        end):local_sort(1):limit(3):collect()
+      end)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("read too far", 1, true))
+    end)
+  end)
+
   it("follows union order and sort_by order", function()
     local expected = { h.row("a"), h.row("b"), h.row(1), h.row(2) }
     check(function(sh)
