@@ -15,6 +15,7 @@
 #include "task.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* A row in the arena, with an order-preserving prefix of its first key
  * field (gl_cmp_prefix): most comparisons end at the prefix. */
@@ -74,11 +75,58 @@ static uint64_t prefix(const gl_opdesc *d, const uint8_t *row, const uint8_t *en
     return gl_cmp_prefix(fs, fe);
 }
 
+/* Sorts by prefix with an LSD radix sort (a byte per pass, passes where
+ * every entry has the same byte skipped), then each run of equal prefixes
+ * with the full comparison. Descending keys sort by the complemented
+ * prefix. Returns false (nothing done) when out of memory. */
+static bool radix_sort(ent *v, size_t n, bool desc, const cmpctx *c)
+{
+    ent *tmp = malloc(n * sizeof *tmp);
+    if (!tmp)
+        return false;
+    uint64_t flip = desc ? ~0ull : 0;
+    size_t count[8][256] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = v[i].pfx ^ flip;
+        for (int d = 0; d < 8; d++)
+            count[d][(k >> (8 * d)) & 0xff]++;
+    }
+    ent *from = v, *to = tmp;
+    for (int d = 0; d < 8; d++) {
+        size_t *cnt = count[d];
+        if (cnt[(from[0].pfx ^ flip) >> (8 * d) & 0xff] == n)
+            continue; /* one value in this byte: the order stands */
+        size_t pos = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t k = cnt[b];
+            cnt[b] = pos;
+            pos += k;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[cnt[((from[i].pfx ^ flip) >> (8 * d)) & 0xff]++] = from[i];
+        ent *x = from;
+        from = to;
+        to = x;
+    }
+    if (from != v)
+        memcpy(v, from, n * sizeof *v);
+    free(tmp);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && v[j].pfx == v[i].pfx)
+            j++;
+        if (j - i > 1)
+            qsort_r(v + i, j - i, sizeof *v, cmp_ent, (void *)c);
+        i = j;
+    }
+    return true;
+}
+
 static void sort_all(gl_opr *op)
 {
     sortst *s = op->st;
     cmpctx c = {s->arena.data, &op->d->key, op->d->desc};
-    if (s->n > 1)
+    if (s->n > 1 && (s->n < 256 || !radix_sort(s->v, s->n, op->d->desc, &c)))
         qsort_r(s->v, s->n, sizeof *s->v, cmp_ent, &c);
 }
 
