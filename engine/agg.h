@@ -22,6 +22,10 @@ void gl_agg_free(gl_agg *a);
  * out of memory. */
 int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
 
+/* As gl_agg_slot for a row whose key is the one string of n bytes at s,
+ * for a table keyed by one field: the producer need not encode a row. */
+int64_t gl_agg_slot_str(gl_agg *a, const void *s, size_t n);
+
 /* The slot of the row's key, or -1 if the key is not in the table. */
 int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);
 

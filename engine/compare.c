@@ -205,6 +205,8 @@ static uint64_t hash_num(const gl_num *n, uint64_t seed)
     return gl_hash_mix(seed ^ gl_hash_mix(bits ^ tag));
 }
 
+uint64_t gl_hash_str(const void *s, size_t n, uint64_t seed) { return gl_hash_bytes(s, n, seed ^ H_STR); }
+
 uint64_t gl_hash_next(const uint8_t **pp, const uint8_t *end, uint64_t seed)
 {
     gl_mpk_head h;
@@ -222,7 +224,7 @@ uint64_t gl_hash_next(const uint8_t **pp, const uint8_t *end, uint64_t seed)
     case GL_MPK_NUM:
         return hash_num(&h.num, seed);
     case GL_MPK_STR:
-        return gl_hash_bytes(h.body, h.n, seed ^ H_STR);
+        return gl_hash_str(h.body, h.n, seed);
     case GL_MPK_EXT:
         return gl_hash_bytes(h.body, h.n, seed ^ H_EXT ^ ((uint64_t)(uint8_t)h.ext_type << 8));
     case GL_MPK_ARRAY:

@@ -40,6 +40,19 @@ static bool is_key_field(const gl_keyspec *k, uint32_t f)
     return false;
 }
 
+/* Room for the values of one more slot (slots are dense: the new one is
+ * a->cap at most). 0 ok, -1 out of memory. */
+static int grow(aggst *a)
+{
+    size_t cap = a->cap ? a->cap * 2 : 1024;
+    gl_num *v = realloc(a->vals, cap * (size_t)(a->nv ? a->nv : 1) * sizeof *v);
+    if (!v)
+        return -1;
+    a->vals = v;
+    a->cap = cap;
+    return 0;
+}
+
 static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     aggst *a = op->st;
@@ -66,14 +79,8 @@ static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
             snprintf(what, sizeof what, "rows have %d value fields, earlier rows had %d", nv, a->nv);
             return gl_task_fail_row(t, op->d->step, what, row, rend);
         }
-        if (slot >= a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 1024;
-            gl_num *v = realloc(a->vals, cap * (size_t)(a->nv ? a->nv : 1) * sizeof *v);
-            if (!v)
-                return gl_err_set(&t->err, GL_ENOMEM, "reduce: out of memory");
-            a->vals = v;
-            a->cap = cap;
-        }
+        if (slot >= a->cap && grow(a))
+            return gl_err_set(&t->err, GL_ENOMEM, "reduce: out of memory");
         gl_num *acc = &a->vals[(size_t)slot * a->nv];
         if (op->d->mode == GL_AGG_COUNT) {
             if (s & 1)
@@ -102,6 +109,30 @@ static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
             j++;
         }
     }
+    return 0;
+}
+
+bool gl_op_agg_counts_first(const gl_opr *op)
+{
+    const gl_opdesc *d = op->d;
+    return d->kind == GL_OP_AGG && d->mode == GL_AGG_COUNT && !d->merge && d->key.n == 1 && d->key.f[0] == 1 &&
+           op->push == agg_push;
+}
+
+int gl_op_agg_count_str(gl_opr *op, const void *s, size_t n)
+{
+    aggst *a = op->st;
+    int64_t sl = gl_agg_slot_str(a->table, s, n);
+    if (sl < 0)
+        return gl_err_set(&op->t->err, GL_ENOMEM, "reduce: out of memory");
+    uint32_t slot = (uint32_t)(sl >> 1);
+    a->nv = 1; /* what agg_push finds for count */
+    if (slot >= a->cap && grow(a))
+        return gl_err_set(&op->t->err, GL_ENOMEM, "reduce: out of memory");
+    gl_num *acc = &a->vals[slot];
+    if (sl & 1)
+        acc->kind = GL_NUM_INT, acc->v.i = 0;
+    acc->v.i++;
     return 0;
 }
 

@@ -549,6 +549,24 @@ describe("ds:reduce_by_key", function()
     end, word_counts())
   end)
 
+  -- words followed by count skips the row per word (op_narrow.c): the rows
+  -- and their order are those of the same count over rows a map passed on.
+  it("counts gleam.fn.words in the order rows through a map give", function()
+    local long = string.rep("Long9", 8)  -- 40 bytes: not a fixstr
+    local text = {}
+    for i, l in ipairs(lines) do text[i] = (i % 7 == 0 and (long .. ", ") or "") .. l .. ".!" end
+    check(function(sh)
+      return gleam.flow("w"):rows(text, sopt(sh)):flatmap(gleam.fn.words)
+        :reduce_by_key(gleam.fn.count, sopt(sh))
+    end, nil, { check = function(got, ctx)
+      local sh = tonumber(ctx:match("shards=(%w+)"))
+      local want = gleam.flow("w"):rows(text, sopt(sh)):flatmap(gleam.fn.words)
+        :map(function(w) return w end):reduce_by_key(gleam.fn.count, sopt(sh))
+        :collect { workers = tonumber(ctx:match("workers=(%d+)")) }
+      h.assert_rows(want, got, ctx)
+    end })
+  end)
+
   -- rows (key, v1, v2): integers and doubles
   local pairs_list = {}
   for i = 1, 600 do pairs_list[i] = { "k" .. (i % 17), i, i * 0.5 } end
