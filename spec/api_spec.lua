@@ -861,6 +861,25 @@ describe("ds:top", function()
     check(function(sh) return gleam.flow("t"):rows({}, sopt(sh)):top(3) end, {}, { ordered = true })
   end)
 
+  -- Far more rows than n: top sorts and cuts every ~2n rows, and then drops
+  -- rows that sort after the n-th it kept (op_sort.c), ties with it kept.
+  it("keeps the right rows when many times n rows arrive", function()
+    local rnd2 = lcg(11)
+    local many = {}
+    for i = 1, 12000 do many[i] = { "w" .. rnd2(3000), rnd2(400), i % 3 == 0 and i + 0.5 or i } end
+    local mrows = h.rows_of(many)
+    for _, case in ipairs { { 100, true }, { 100, false }, { 1500, true }, { 2500, false } } do
+      local n, desc = case[1], case[2]
+      local candidates = {
+        first_n(sort_rows(mrows, { 2 }, desc), n),
+        first_n(sort_rows(mrows, { 2 }, desc, true), n),
+      }
+      check(function(sh)
+        return gleam.flow("t"):rows(many, sopt(sh)):top(n, { by = 2, desc = desc })
+      end, nil, { shards = { false, 1, 3 }, check = function(got, ctx) assert_one_of(candidates, got, ctx) end })
+    end
+  end)
+
   it("breaks ties by the whole row", function()
     -- all keys equal: the result depends only on the rest of the row
     local tied = {}
