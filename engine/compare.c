@@ -154,6 +154,33 @@ static inline uint64_t rd64(const uint8_t *p)
     return v;
 }
 
+/* The last n < 8 bytes as memcpy into a zeroed uint64_t would give them.
+ * On a little-endian machine two overlapping loads do it without a call
+ * (the bytes where they overlap are the same bytes in the same places). */
+static inline uint64_t rd_tail(const uint8_t *p, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        return lo | (uint64_t)hi << (8 * (n - 4));
+    }
+    if (n >= 2) {
+        uint16_t lo, hi;
+        memcpy(&lo, p, 2);
+        memcpy(&hi, p + n - 2, 2);
+        return lo | (uint64_t)hi << (8 * (n - 2));
+    }
+    return n ? p[0] : 0;
+#else
+    uint64_t tail = 0;
+    if (n)
+        memcpy(&tail, p, n);
+    return tail;
+#endif
+}
+
 uint64_t gl_hash_bytes(const void *data, size_t n, uint64_t seed)
 {
     const uint8_t *p = data;
@@ -164,10 +191,7 @@ uint64_t gl_hash_bytes(const void *data, size_t n, uint64_t seed)
         p += 8;
         n -= 8;
     }
-    uint64_t tail = 0;
-    if (n)
-        memcpy(&tail, p, n);
-    h ^= tail + n;
+    h ^= rd_tail(p, n) + n;
     return gl_hash_mix(h);
 }
 
