@@ -17,7 +17,8 @@ typedef struct gl_agg gl_agg;
 gl_agg *gl_agg_new(const gl_keyspec *key);
 void gl_agg_free(gl_agg *a);
 
-/* Finds or adds the slot of the key of the row at [row, row+len).
+/* Finds or adds the slot of the key of the well-formed row at row; len may
+ * run past the row's end (to its batch's end): only the row is read.
  * Returns slot * 2 + 1 for a new slot, slot * 2 for a known one, -1 when
  * out of memory. */
 int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
