@@ -12,7 +12,7 @@ local gfn = require "gleam.fn"
 local core = require "gleam.core"
 
 local C = core.C
-local decode, row_header, u8p = codec.decode, codec.row_header, codec.u8p
+local decode, skip, row_header, u8p = codec.decode, codec.skip, codec.row_header, codec.u8p
 local ffi_cast = ffi.cast
 local select, type, tonumber, floor, unpack = select, type, tonumber, math.floor, unpack
 
@@ -150,11 +150,27 @@ local function chain_op(d, out)
   return push, finish
 end
 
+-- Whole numbers within +-2^53 and fractions: numbers an encode and decode
+-- give back unchanged (larger whole numbers come back as int64 cdata).
+local TWO53 = 2 ^ 53
+
+-- A combine (reduce_by_key, reduce with a Lua function): rows find their
+-- slot in the engine's table (agg.c) by their key bytes, and the combined
+-- values live in a Lua array by slot. With a chain (d.chain: the Lua steps
+-- before it, fused by the planner), the chain's rows arrive as Lua values
+-- instead of encoded rows: a (string, number) row keyed on field 1 goes
+-- straight to the table (a Lua table of the strings seen first, then
+-- gl_agg_slot_str), and any other row is encoded and combined as the
+-- engine would have passed it, so values and errors are the same either way.
 local function agg_op(d, out, agg)
   local enc = codec.encoder(out)
   local s = d.step
   local f = load_step(s)
-  local op = { agg = true, steps = { { fn = f, name = s.name, where = s.where } } }
+  local reduce = { fn = f, name = s.name, where = s.where }
+  local steps = {}
+  local run
+  local chain = d.chain or {}
+  local op = { steps = steps, reduce = reduce, fallback = reduce }
   local key = d.key
   local iskey = {}
   for _, k in ipairs(key) do iskey[k] = true end
@@ -176,42 +192,118 @@ local function agg_op(d, out, agg)
     for j = 1, n do acc[base + j] = r[j] end
   end
 
+  -- Combines the encoded row at p[i]; returns the offset after it. Key
+  -- fields are matched by their bytes, so they are skipped, not decoded.
+  local function add_row(p, i)
+    local start = i
+    local n
+    n, i = row_header(p, i)
+    for k = 1, n do
+      if iskey[k] then i = skip(p, i) else t[k], i = decode(p, i) end
+    end
+    -- Value fields: the row's fields not in the key (a key field past the
+    -- end of the row is a nil key field, not a value).
+    local rest = n
+    for k = 1, nk do if key[k] <= n then rest = rest - 1 end end
+    if not nv then
+      nv = rest
+      local j = 0
+      for k = 1, n do if not iskey[k] then j = j + 1; vpos[j] = k end end
+    elseif rest ~= nv then
+      error(string.format("rows have %d value fields, earlier rows had %d", rest, nv), 0)
+    end
+    local s2 = tonumber(C.gl_agg_slot(agg, p + start, i - start))
+    if s2 < 0 then error("gleam: out of memory", 0) end
+    local slot = floor(s2 / 2)
+    local base = slot * nv
+    if s2 % 2 == 1 then
+      for j = 1, nv do acc[base + j] = t[vpos[j]] end
+    elseif nv == 1 then
+      acc[base + 1] = f(acc[base + 1], t[vpos[1]])
+    elseif nv == 2 then
+      acc[base + 1], acc[base + 2] = f(acc[base + 1], acc[base + 2], t[vpos[1]], t[vpos[2]])
+    elseif nv > 0 then
+      local vals = {}
+      for j = 1, nv do vals[j] = t[vpos[j]] end
+      combine(base, unpack(vals, 1, nv))
+    end
+    return i
+  end
+
+  if #chain > 0 then
+    local last
+    local kbuf = codec.new_buf()
+    local kenc = codec.encoder(kbuf)
+    local slot_of = {}    -- string key -> slot, for the rows that skip encoding
+    local key1 = nk == 1 and key[1] == 1
+    local slot_str = C.gl_agg_slot_str
+    local cur_k, cur_v, cur_fast  -- the row being combined, for error messages
+
+    -- Any row: encoded as the chain would have written it (errors there
+    -- are the chain's), then combined from its bytes.
+    local function slow(n, ...)
+      cur_fast = false
+      kbuf.len = 0
+      kenc.begin()
+      kenc.row(n, ...)
+      kenc.commit()
+      local p, row = op.p, op.row
+      op.fallback, op.p, op.row = reduce, ffi_cast(u8p, kbuf.data), 0
+      add_row(op.p, 0)
+      op.fallback, op.p, op.row = last, p, row
+    end
+
+    local function sink(...)
+      local n = select("#", ...)
+      if n == 2 and key1 and nv == 1 then
+        local k, v = ...
+        if type(k) == "string" and type(v) == "number" and v >= -TWO53 and v <= TWO53 then
+          cur_k, cur_v, cur_fast = k, v, true
+          local slot = slot_of[k]
+          if slot then
+            acc[slot + 1] = f(acc[slot + 1], v)
+            return
+          end
+          local s2 = tonumber(slot_str(agg, k, #k))
+          if s2 < 0 then error("gleam: out of memory", 0) end
+          slot = floor(s2 / 2)
+          slot_of[k] = slot
+          if s2 % 2 == 1 then acc[slot + 1] = v else acc[slot + 1] = f(acc[slot + 1], v) end
+          return
+        end
+      end
+      return slow(n, ...)
+    end
+
+    run = sink
+    for k = #chain, 1, -1 do
+      local cs = chain[k]
+      local cf = load_step(cs)
+      steps[k] = { fn = cf, name = cs.name, where = cs.where }
+      run = wrap(cs.kind, cf, run, cs.name)
+    end
+    last = steps[#chain]
+    op.fallback = last
+    op.current_row = function()
+      if cur_fast then return { cur_k, cur_v, n = 2 } end
+    end
+  end
+  steps[#steps + 1] = reduce
+
   local function push(ptr, len, nrows)
     current = op
     local p = ffi_cast(u8p, ptr)
     op.p = p
     local i = 0
-    for _ = 1, nrows do
-      local start = i
-      op.row = i
-      local n
-      n, i = row_header(p, i)
-      for k = 1, n do t[k], i = decode(p, i) end
-      -- Value fields: the row's fields not in the key (a key field past the
-      -- end of the row is a nil key field, not a value).
-      local rest = n
-      for k = 1, nk do if key[k] <= n then rest = rest - 1 end end
-      if not nv then
-        nv = rest
-        local j = 0
-        for k = 1, n do if not iskey[k] then j = j + 1; vpos[j] = k end end
-      elseif rest ~= nv then
-        error(string.format("rows have %d value fields, earlier rows had %d", rest, nv), 0)
+    if run then
+      for _ = 1, nrows do
+        op.row = i
+        i = feed(run, p, i)
       end
-      local s2 = tonumber(C.gl_agg_slot(agg, p + start, i - start))
-      if s2 < 0 then error("gleam: out of memory", 0) end
-      local slot = floor(s2 / 2)
-      local base = slot * nv
-      if s2 % 2 == 1 then
-        for j = 1, nv do acc[base + j] = t[vpos[j]] end
-      elseif nv == 1 then
-        acc[base + 1] = f(acc[base + 1], t[vpos[1]])
-      elseif nv == 2 then
-        acc[base + 1], acc[base + 2] = f(acc[base + 1], acc[base + 2], t[vpos[1]], t[vpos[2]])
-      elseif nv > 0 then
-        local vals = {}
-        for j = 1, nv do vals[j] = t[vpos[j]] end
-        combine(base, unpack(vals, 1, nv))
+    else
+      for _ = 1, nrows do
+        op.row = i
+        i = add_row(p, i)
       end
     end
     current = nil
@@ -264,7 +356,7 @@ function M.on_error(msg)
   -- Find the user function on the stack to know which step failed.
   -- With no user function on the stack the error came from encoding the
   -- output, which follows the last step.
-  local step = op.steps[#op.steps]
+  local step = op.fallback or op.steps[#op.steps]
   local args
   for level = 2, 60 do
     local info = debug.getinfo(level, "fu")
@@ -283,9 +375,14 @@ function M.on_error(msg)
     end
     if args then break end
   end
+  -- A chain step shows its arguments; a combine shows the row it was
+  -- combining (op.current_row, when that row was never encoded).
   local shown
-  if args and args.n > 0 and not op.agg then
+  local row = step == op.reduce and op.current_row and op.current_row()
+  if args and args.n > 0 and step ~= op.reduce then
     shown = codec.show_row(args)
+  elseif row then
+    shown = codec.show_row(row)
   elseif op.p and op.row then
     local ok, r = pcall(codec.row_at, op.p, op.row)
     if ok then shown = codec.show_row(r) end
