@@ -201,6 +201,21 @@ int64_t gl_agg_slot_str(gl_agg *a, const void *str, size_t n)
     return add(a, koff, h, b);
 }
 
+int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        gl_mpk_head h;
+        const uint8_t *q = gl_mpk_head_read(p, end, &h);
+        if (!q || h.cls != GL_MPK_STR)
+            return -2;
+        if (gl_agg_slot_str(a, h.body, h.n) < 0)
+            return -1;
+        p = q;
+    }
+    return a->n;
+}
+
 const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len)
 {
     *len = a->slots[slot].klen;

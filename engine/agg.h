@@ -27,6 +27,12 @@ int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
  * for a table keyed by one field: the producer need not encode a row. */
 int64_t gl_agg_slot_str(gl_agg *a, const void *s, size_t n);
 
+/* gl_agg_slot_str for each of the msgpack strings back to back in
+ * [p, p+len), in order, for a caller that gave slot numbers out ahead
+ * (worker.lua). Returns how many slots the table has then, -1 when out of
+ * memory, -2 if the bytes are not strings. */
+int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len);
+
 /* The slot of the row's key, or -1 if the key is not in the table. */
 int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);
 

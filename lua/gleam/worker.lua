@@ -158,9 +158,10 @@ local TWO53 = 2 ^ 53
 -- slot in the engine's table (agg.c) by their key bytes, and the combined
 -- values live in a Lua array by slot. With a chain (d.chain: the Lua steps
 -- before it, fused by the planner), the chain's rows arrive as Lua values
--- instead of encoded rows: a (string, number) row keyed on field 1 goes
--- straight to the table (a Lua table of the strings seen first, then
--- gl_agg_slot_str), and any other row is encoded and combined as the
+-- instead of encoded rows: a (string, number) row keyed on field 1 finds
+-- its slot in a Lua table of the string keys (a new key takes the next
+-- slot and reaches the engine's table later, with others, through
+-- gl_agg_slot_strs), and any other row is encoded and combined as the
 -- engine would have passed it, so values and errors are the same either way.
 local function agg_op(d, out, agg)
   local enc = codec.encoder(out)
@@ -227,52 +228,73 @@ local function agg_op(d, out, agg)
       for j = 1, nv do vals[j] = t[vpos[j]] end
       combine(base, unpack(vals, 1, nv))
     end
-    return i
+    return i, s2
   end
 
+  local flush             -- fused: adds the pending keys to the table
   if #chain > 0 then
     local last
     local kbuf = codec.new_buf()
     local kenc = codec.encoder(kbuf)
-    local slot_of = {}    -- string key -> slot, for the rows that skip encoding
     local key1 = nk == 1 and key[1] == 1
-    local slot_str = C.gl_agg_slot_str
-    local cur_k, cur_v, cur_fast  -- the row being combined, for error messages
+    local fast = false    -- (string, number) rows may skip encoding: key1 and nv == 1
+    local slot_of = {}    -- every string key in the table (key1) -> its slot
+    local nslots = 0      -- slots given out, pending ones included
+    -- New string keys get the next slot at once and wait here, encoded,
+    -- until the table must agree (before a row goes to it, and at
+    -- finish): then one call adds them all, in order.
+    local pend = codec.new_buf()
+    local penc = codec.encoder(pend)
+    local npend = 0
 
-    -- Any row: encoded as the chain would have written it (errors there
-    -- are the chain's), then combined from its bytes.
+    flush = function()
+      if npend == 0 then return end
+      penc.commit()
+      local n = tonumber(C.gl_agg_slot_strs(agg, pend.data, pend.len))
+      pend.len, npend = 0, 0
+      if n == -1 then error("gleam: out of memory", 0) end
+      if n ~= nslots then error("gleam: the combine's slots are out of step", 0) end
+    end
+
+    -- Any other row: encoded as the chain would have written it (errors
+    -- there are the chain's), then combined from its bytes.
     local function slow(n, ...)
-      cur_fast = false
       kbuf.len = 0
       kenc.begin()
       kenc.row(n, ...)
       kenc.commit()
+      flush()
       local p, row = op.p, op.row
       op.fallback, op.p, op.row = reduce, ffi_cast(u8p, kbuf.data), 0
-      add_row(op.p, 0)
+      local _, s2 = add_row(op.p, 0)
       op.fallback, op.p, op.row = last, p, row
+      if s2 % 2 == 1 then nslots = nslots + 1 end
+      local k = ...
+      if key1 and type(k) == "string" then slot_of[k] = floor(s2 / 2) end
+      fast = key1 and nv == 1
     end
 
+    -- The row (k, v): on_error finds k and v here when f fails.
     local function sink(...)
-      local n = select("#", ...)
-      if n == 2 and key1 and nv == 1 then
+      if fast and select("#", ...) == 2 then
         local k, v = ...
         if type(k) == "string" and type(v) == "number" and v >= -TWO53 and v <= TWO53 then
-          cur_k, cur_v, cur_fast = k, v, true
           local slot = slot_of[k]
           if slot then
             acc[slot + 1] = f(acc[slot + 1], v)
             return
           end
-          local s2 = tonumber(slot_str(agg, k, #k))
-          if s2 < 0 then error("gleam: out of memory", 0) end
-          slot = floor(s2 / 2)
+          slot = nslots
+          nslots = slot + 1
           slot_of[k] = slot
-          if s2 % 2 == 1 then acc[slot + 1] = v else acc[slot + 1] = f(acc[slot + 1], v) end
+          if npend == 0 then penc.begin() end
+          npend = npend + 1
+          penc.value(k)
+          acc[slot + 1] = v
           return
         end
       end
-      return slow(n, ...)
+      return slow(select("#", ...), ...)
     end
 
     run = sink
@@ -284,9 +306,7 @@ local function agg_op(d, out, agg)
     end
     last = steps[#chain]
     op.fallback = last
-    op.current_row = function()
-      if cur_fast then return { cur_k, cur_v, n = 2 } end
-    end
+    op.sink = sink
   end
   steps[#steps + 1] = reduce
 
@@ -311,6 +331,7 @@ local function agg_op(d, out, agg)
   end
 
   local function finish()
+    if flush then flush() end
     local total = C.gl_agg_count(agg)
     local upto = emitted + 4096
     if upto > total then upto = total end
@@ -376,9 +397,25 @@ function M.on_error(msg)
     if args then break end
   end
   -- A chain step shows its arguments; a combine shows the row it was
-  -- combining (op.current_row, when that row was never encoded).
+  -- combining: a row never encoded is the k and v of the fused sink.
   local shown
-  local row = step == op.reduce and op.current_row and op.current_row()
+  local row
+  if step == op.reduce and op.sink then
+    for level = 2, 60 do
+      local info = debug.getinfo(level, "f")
+      if not info then break end
+      if info.func == op.sink then
+        local got = { n = 2 }
+        for i = 1, 20 do
+          local name, v = debug.getlocal(level, i)
+          if not name then break end
+          if name == "k" then got[1] = v elseif name == "v" then got[2] = v end
+        end
+        row = got
+        break
+      end
+    end
+  end
   if args and args.n > 0 and step ~= op.reduce then
     shown = codec.show_row(args)
   elseif row then
