@@ -401,6 +401,28 @@ describe("ds:flatmap", function()
     end, expected)
   end)
 
+  -- worker.lua calls a gmatch iterator for one value once its pattern has
+  -- shown it gives one: patterns with and without captures, side by side.
+  it("takes gmatch iterators with and without captures", function()
+    local text = { "ab (cd) e", "", "(f)(gh)", "ij kl (m", "no captures here" }
+    for _, pat in ipairs { "%a+", "(%a)(%a*)", "()%a+", "[(]%a", "%((%a)", "(%a+)", "%a" } do
+      local expected = {}
+      for _, l in ipairs(text) do
+        local it = l:gmatch(pat)
+        while true do
+          local r = { n = 0 }
+          local function take(...) r.n = select("#", ...); for i = 1, r.n do r[i] = (select(i, ...)) end end
+          take(it())
+          if r[1] == nil then break end
+          expected[#expected + 1] = r
+        end
+      end
+      check(function(sh)
+        return gleam.flow("f"):rows(text, sopt(sh)):flatmap(function(line) return line:gmatch(pat) end)
+      end, expected)
+    end
+  end)
+
   it("takes gleam.fn.words", function()
     local expected = {}
     for _, l in ipairs(lines) do

@@ -49,6 +49,25 @@ local function item(nxt, v, ...)
   return v
 end
 
+-- string.gmatch's iterator is a C function. Called for all of its values,
+-- the unknown count keeps the row loop in LuaJIT's interpreter (most of a
+-- Lua word count's time went there); called for one value, the loop is
+-- compiled. It gives the same count at every match - its pattern's
+-- captures, or 1 - so the count is learnt at a pattern's first match and
+-- a one-value pattern is then called for one value. (Telling the iterator
+-- apart costs a small table per flatmap call.)
+local funcinfo = require("jit.util").funcinfo
+local getupvalue = debug.getupvalue
+local GMATCH = funcinfo(string.gmatch("", "")).ffid
+local gmatch_values = {}  -- pattern -> values per match
+
+local function first_match(nxt, pat, v, ...)
+  if v == nil then return nil end
+  gmatch_values[pat] = select("#", ...) + 1
+  nxt(v, ...)
+  return v
+end
+
 local function wrap(kind, f, nxt, name)
   if kind == "map" then
     return function(...) return nxt(f(...)) end
@@ -64,6 +83,20 @@ local function wrap(kind, f, nxt, name)
       local r, s, c = f(...)
       local tr = type(r)
       if tr == "function" then
+        if GMATCH and funcinfo(r).ffid == GMATCH then
+          local _, pat = getupvalue(r, 2)
+          if not gmatch_values[pat] then
+            c = first_match(nxt, pat, r(s, c))
+            if c == nil then return end
+          end
+          if gmatch_values[pat] == 1 then
+            while true do
+              c = r(s, c)
+              if c == nil then return end
+              nxt(c)
+            end
+          end
+        end
         while true do
           c = item(nxt, r(s, c))
           if c == nil then break end
