@@ -4,6 +4,7 @@
 #include "agg.h"
 
 #include "compare.h"
+#include "mpk.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,16 @@ void gl_agg_free(gl_agg *a)
     free(a);
 }
 
+/* The hash of a key's bytes (one msgpack value per key field). */
+#define KEY_SEED 0x243f6a8885a308d3ull
+static uint64_t key_hash(const uint8_t *k, const uint8_t *ke)
+{
+    uint64_t h = KEY_SEED;
+    for (const uint8_t *p = k; p < ke;)
+        h = gl_hash_next(&p, ke, h);
+    return h;
+}
+
 static int rehash(gl_agg *a)
 {
     uint32_t size = (a->mask + 1) * 2;
@@ -70,32 +81,40 @@ static int rehash(gl_agg *a)
     return 0;
 }
 
-/* Puts the row's key in a->scratch and returns its hash and bucket; *found
- * is the slot + 1 holding it, or 0 with the bucket where it would go. */
-static int lookup(gl_agg *a, const uint8_t *row, size_t len, uint64_t *hash, uint32_t *bucket, uint32_t *found)
+/* The row's key bytes: in place when the key is one field (nothing to
+ * copy), else gathered into a->scratch. Borrowed until the next lookup. */
+static int key_of(gl_agg *a, const uint8_t *row, size_t len, const uint8_t **k, const uint8_t **ke)
 {
     const uint8_t *end = row + len;
+    if (a->key.n == 1) {
+        gl_row_field(row, end, a->key.f[0], k, ke);
+        return 0;
+    }
     a->scratch.len = 0;
     if (gl_row_key_put(&a->scratch, row, end, &a->key))
         return -1;
-    const uint8_t *k = a->scratch.data, *ke = k + a->scratch.len;
-    uint64_t h = 0x243f6a8885a308d3ull;
-    for (const uint8_t *p = k; p < ke;)
-        h = gl_hash_next(&p, ke, h);
+    *k = a->scratch.data;
+    *ke = *k + a->scratch.len;
+    return 0;
+}
+
+/* Returns slot + 1 of the key [k, ke) with hash h, or 0 and sets *bucket
+ * where it would go. */
+static uint32_t probe(const gl_agg *a, const uint8_t *k, const uint8_t *ke, uint64_t h, uint32_t *bucket)
+{
+    size_t klen = (size_t)(ke - k);
     uint32_t b = (uint32_t)h & a->mask;
-    *hash = h;
-    *found = 0;
     for (;;) {
         uint32_t s = a->index[b];
         if (!s)
             break;
-        slot *sl = &a->slots[s - 1];
+        const slot *sl = &a->slots[s - 1];
         if (sl->hash == h) {
             const uint8_t *sk = a->keys.data + sl->koff;
-            if ((sl->klen == a->scratch.len && !memcmp(sk, k, sl->klen)) ||
+            if ((sl->klen == klen && !memcmp(sk, k, klen)) ||
                 !gl_cmp_seq(sk, sk + sl->klen, k, ke, gl_key_values(&a->key))) {
-                *found = s;
-                break;
+                *bucket = b;
+                return s;
             }
         }
         b = (b + 1) & a->mask;
@@ -104,23 +123,10 @@ static int lookup(gl_agg *a, const uint8_t *row, size_t len, uint64_t *hash, uin
     return 0;
 }
 
-int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len)
+/* Adds slot a->n for the key whose bytes were just appended to a->keys at
+ * koff, in bucket b. Returns its slot * 2 + 1, or -1. */
+static int64_t add(gl_agg *a, size_t koff, uint64_t h, uint32_t b)
 {
-    uint64_t h;
-    uint32_t b, found;
-    if (lookup(a, row, len, &h, &b, &found))
-        return -1;
-    return found ? (int64_t)found - 1 : -1;
-}
-
-int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
-{
-    uint64_t h;
-    uint32_t b, found;
-    if (lookup(a, row, len, &h, &b, &found))
-        return -1;
-    if (found)
-        return (int64_t)(found - 1) * 2;
     if (a->n == a->cap) {
         uint32_t cap = a->cap ? a->cap * 2 : 256;
         slot *v = realloc(a->slots, cap * sizeof *v);
@@ -129,14 +135,85 @@ int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
         a->slots = v;
         a->cap = cap;
     }
-    size_t koff = a->keys.len;
-    if (gl_buf_append(&a->keys, a->scratch.data, a->scratch.len))
-        return -1;
-    a->slots[a->n] = (slot){h, koff, (uint32_t)a->scratch.len};
+    a->slots[a->n] = (slot){h, koff, (uint32_t)(a->keys.len - koff)};
     a->index[b] = ++a->n;
     if (a->n * 2 > a->mask && rehash(a))
         return -1;
     return (int64_t)(a->n - 1) * 2 + 1;
+}
+
+int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len)
+{
+    const uint8_t *k, *ke;
+    if (key_of(a, row, len, &k, &ke))
+        return -1;
+    uint32_t b, found = probe(a, k, ke, key_hash(k, ke), &b);
+    return found ? (int64_t)found - 1 : -1;
+}
+
+int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len)
+{
+    const uint8_t *k, *ke;
+    if (key_of(a, row, len, &k, &ke))
+        return -1;
+    uint64_t h = key_hash(k, ke);
+    uint32_t b, found = probe(a, k, ke, h, &b);
+    if (found)
+        return (int64_t)(found - 1) * 2;
+    size_t koff = a->keys.len;
+    if (gl_buf_append(&a->keys, k, (size_t)(ke - k)))
+        return -1;
+    return add(a, koff, h, b);
+}
+
+/* The string key's slot without a row: the hash is the one key_hash gives
+ * the encoded string (gl_hash_str), and a stored key matches if it decodes
+ * to a string of the same bytes, however it was encoded. */
+int64_t gl_agg_slot_str(gl_agg *a, const void *str, size_t n)
+{
+    const uint8_t *s = str;
+    uint64_t h = gl_hash_str(s, n, KEY_SEED);
+    uint32_t b = (uint32_t)h & a->mask;
+    for (;;) {
+        uint32_t i = a->index[b];
+        if (!i)
+            break;
+        const slot *sl = &a->slots[i - 1];
+        if (sl->hash == h) {
+            const uint8_t *sk = a->keys.data + sl->koff;
+            /* Most keys are short strings stored as fixstr: one byte of
+             * header, then the bytes. */
+            if (sl->klen == n + 1 && sk[0] == 0xa0 + n && n < 32) {
+                if (!memcmp(sk + 1, s, n))
+                    return (int64_t)(i - 1) * 2;
+            } else {
+                gl_mpk_head hd;
+                if (gl_mpk_head_read(sk, sk + sl->klen, &hd) == sk + sl->klen && hd.cls == GL_MPK_STR &&
+                    hd.n == n && (!n || !memcmp(hd.body, s, n)))
+                    return (int64_t)(i - 1) * 2;
+            }
+        }
+        b = (b + 1) & a->mask;
+    }
+    size_t koff = a->keys.len;
+    if (gl_mpk_put_str(&a->keys, s, n))
+        return -1;
+    return add(a, koff, h, b);
+}
+
+int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        gl_mpk_head h;
+        const uint8_t *q = gl_mpk_head_read(p, end, &h);
+        if (!q || h.cls != GL_MPK_STR)
+            return -2;
+        if (gl_agg_slot_str(a, h.body, h.n) < 0)
+            return -1;
+        p = q;
+    }
+    return a->n;
 }
 
 const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len)

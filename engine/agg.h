@@ -17,10 +17,21 @@ typedef struct gl_agg gl_agg;
 gl_agg *gl_agg_new(const gl_keyspec *key);
 void gl_agg_free(gl_agg *a);
 
-/* Finds or adds the slot of the key of the row at [row, row+len).
+/* Finds or adds the slot of the key of the well-formed row at row; len may
+ * run past the row's end (to its batch's end): only the row is read.
  * Returns slot * 2 + 1 for a new slot, slot * 2 for a known one, -1 when
  * out of memory. */
 int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
+
+/* As gl_agg_slot for a row whose key is the one string of n bytes at s,
+ * for a table keyed by one field: the producer need not encode a row. */
+int64_t gl_agg_slot_str(gl_agg *a, const void *s, size_t n);
+
+/* gl_agg_slot_str for each of the msgpack strings back to back in
+ * [p, p+len), in order, for a caller that gave slot numbers out ahead
+ * (worker.lua). Returns how many slots the table has then, -1 when out of
+ * memory, -2 if the bytes are not strings. */
+int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len);
 
 /* The slot of the row's key, or -1 if the key is not in the table. */
 int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);

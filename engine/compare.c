@@ -188,6 +188,33 @@ static inline uint64_t rd64(const uint8_t *p)
     return v;
 }
 
+/* The last n < 8 bytes as memcpy into a zeroed uint64_t would give them.
+ * On a little-endian machine two overlapping loads do it without a call
+ * (the bytes where they overlap are the same bytes in the same places). */
+static inline uint64_t rd_tail(const uint8_t *p, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        return lo | (uint64_t)hi << (8 * (n - 4));
+    }
+    if (n >= 2) {
+        uint16_t lo, hi;
+        memcpy(&lo, p, 2);
+        memcpy(&hi, p + n - 2, 2);
+        return lo | (uint64_t)hi << (8 * (n - 2));
+    }
+    return n ? p[0] : 0;
+#else
+    uint64_t tail = 0;
+    if (n)
+        memcpy(&tail, p, n);
+    return tail;
+#endif
+}
+
 uint64_t gl_hash_bytes(const void *data, size_t n, uint64_t seed)
 {
     const uint8_t *p = data;
@@ -198,10 +225,7 @@ uint64_t gl_hash_bytes(const void *data, size_t n, uint64_t seed)
         p += 8;
         n -= 8;
     }
-    uint64_t tail = 0;
-    if (n)
-        memcpy(&tail, p, n);
-    h ^= tail + n;
+    h ^= rd_tail(p, n) + n;
     return gl_hash_mix(h);
 }
 
@@ -239,6 +263,8 @@ static uint64_t hash_num(const gl_num *n, uint64_t seed)
     return gl_hash_mix(seed ^ gl_hash_mix(bits ^ tag));
 }
 
+uint64_t gl_hash_str(const void *s, size_t n, uint64_t seed) { return gl_hash_bytes(s, n, seed ^ H_STR); }
+
 uint64_t gl_hash_next(const uint8_t **pp, const uint8_t *end, uint64_t seed)
 {
     gl_mpk_head h;
@@ -256,7 +282,7 @@ uint64_t gl_hash_next(const uint8_t **pp, const uint8_t *end, uint64_t seed)
     case GL_MPK_NUM:
         return hash_num(&h.num, seed);
     case GL_MPK_STR:
-        return gl_hash_bytes(h.body, h.n, seed ^ H_STR);
+        return gl_hash_str(h.body, h.n, seed);
     case GL_MPK_EXT:
         return gl_hash_bytes(h.body, h.n, seed ^ H_EXT ^ ((uint64_t)(uint8_t)h.ext_type << 8));
     case GL_MPK_ARRAY:

@@ -32,6 +32,10 @@ uint64_t gl_hash_next(const uint8_t **p, const uint8_t *end, uint64_t seed);
 
 uint64_t gl_hash_bytes(const void *p, size_t n, uint64_t seed);
 
+/* What gl_hash_next gives a string value with these bytes, for callers that
+ * hold the bytes without an encoding (a word found in a line). */
+uint64_t gl_hash_str(const void *s, size_t n, uint64_t seed);
+
 static inline uint64_t gl_hash_mix(uint64_t h)
 {
     h ^= h >> 33;

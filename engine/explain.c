@@ -90,14 +90,17 @@ static int put_op(gl_buf *b, const gl_plan *p, const gl_opdesc *op)
 {
     const gl_step *s = gl_plan_get(p, op->step);
     int rc = 0;
-    if (op->kind == GL_OP_LUA) {
+    if (op->kind == GL_OP_LUA || (op->kind == GL_OP_AGG && op->nsteps)) {
+        /* A Lua chain (a combine may have taken one in: it is listed first). */
         for (uint32_t i = 0; i < op->nsteps && !rc; i++) {
             const gl_step *f = gl_plan_get(p, op->steps[i]);
             rc = put(b, "%s%s at %s", i ? ", " : "      ", f->name, f->where);
         }
         if (!rc && op->nsteps > 1)
             rc = put(b, " (fused: one Lua call per batch)");
-        return rc ? rc : put(b, "\n");
+        if (rc || op->kind == GL_OP_LUA)
+            return rc ? rc : put(b, "\n");
+        rc = put(b, "\n");
     }
     rc = put(b, "      %s at %s", s->name, s->where);
     switch (op->kind) {

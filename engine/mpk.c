@@ -119,14 +119,31 @@ payload:
     return p + h->n;
 }
 
+/* The values rows are mostly made of - small integers, nil, booleans and
+ * short strings - skipped on their first byte alone. Returns p past the
+ * value, or NULL for any other value or a short string cut off by end
+ * (gl_mpk_head_read then reads it, or finds it malformed). p < end. */
+static inline const uint8_t *skip_small(const uint8_t *p, const uint8_t *end)
+{
+    uint8_t c = *p;
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+        return p + 1;
+    if ((c & 0xe0) == 0xa0 && (size_t)(end - p) > (size_t)(c & 0x1f))
+        return p + 1 + (c & 0x1f);
+    return NULL;
+}
+
 const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end)
 {
     /* Iterative: left[d] counts the values still to skip in the open
      * container at depth d (depth 0: the value itself), so the depth drops
      * again when a container ends and only real nesting counts. The first
-     * header is read before the loop: most values are scalars. */
+     * value is tried before the loop: most values are scalars. */
+    const uint8_t *q = p < end ? skip_small(p, end) : NULL;
+    if (q)
+        return q;
     gl_mpk_head h0;
-    const uint8_t *q = gl_mpk_head_read(p, end, &h0);
+    q = gl_mpk_head_read(p, end, &h0);
     if (!q)
         return NULL;
     if ((h0.cls != GL_MPK_ARRAY && h0.cls != GL_MPK_MAP) || !h0.n)
@@ -144,11 +161,16 @@ const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end)
             depth--;
             continue;
         }
+        left[depth]--;
+        const uint8_t *n1 = p < end ? skip_small(p, end) : NULL;
+        if (n1) {
+            p = n1;
+            continue;
+        }
         gl_mpk_head h;
         p = gl_mpk_head_read(p, end, &h);
         if (!p)
             return NULL;
-        left[depth]--;
         if ((h.cls == GL_MPK_ARRAY || h.cls == GL_MPK_MAP) && h.n) {
             if (++depth > GL_MPK_MAX_DEPTH)
                 return NULL;

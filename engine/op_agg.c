@@ -40,68 +40,107 @@ static bool is_key_field(const gl_keyspec *k, uint32_t f)
     return false;
 }
 
+/* Room for the values of one more slot (slots are dense: the new one is
+ * a->cap at most). 0 ok, -1 out of memory. */
+static int grow(aggst *a)
+{
+    size_t cap = a->cap ? a->cap * 2 : 1024;
+    gl_num *v = realloc(a->vals, cap * (size_t)(a->nv ? a->nv : 1) * sizeof *v);
+    if (!v)
+        return -1;
+    a->vals = v;
+    a->cap = cap;
+    return 0;
+}
+
 static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     aggst *a = op->st;
     gl_task *t = op->t;
     const gl_keyspec *k = &op->d->key;
+    bool count = op->d->mode == GL_AGG_COUNT;
     const uint8_t *p = rows, *end = rows + len;
     for (uint64_t r = 0; r < nrows; r++) {
+        /* One walk over the row's fields finds its end and its values;
+         * the slot lookup reads only the row (the bound is the batch's). */
         const uint8_t *row = p;
-        const uint8_t *rend = gl_row_end(p, end);
-        p = rend;
-        int64_t s = gl_agg_slot(a->table, row, (size_t)(rend - row));
+        int64_t s = gl_agg_slot(a->table, row, (size_t)(end - row));
         if (s < 0)
             return gl_err_set(&t->err, GL_ENOMEM, "reduce: out of memory");
         uint32_t slot = (uint32_t)(s >> 1);
         uint32_t nf;
-        const uint8_t *f = gl_row_fields(row, rend, &nf);
+        const uint8_t *f = gl_row_fields(row, end, &nf);
         /* Value fields: those not in the key (a key field past the row's
          * end is a nil key field, not a value). */
-        int32_t nv = op->d->mode == GL_AGG_COUNT ? 1 : (int32_t)gl_row_rest_count(row, rend, k);
+        int32_t nv = (int32_t)nf;
+        for (uint32_t i = 0; i < k->n; i++)
+            nv -= k->f[i] <= nf;
+        if (count)
+            nv = 1;
         if (a->nv < 0)
             a->nv = nv < 0 ? 0 : nv;
         if (nv != a->nv) {
             char what[96];
             snprintf(what, sizeof what, "rows have %d value fields, earlier rows had %d", nv, a->nv);
-            return gl_task_fail_row(t, op->d->step, what, row, rend);
+            p = gl_row_end(row, end);
+            return gl_task_fail_row(t, op->d->step, what, row, p);
         }
-        if (slot >= a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 1024;
-            gl_num *v = realloc(a->vals, cap * (size_t)(a->nv ? a->nv : 1) * sizeof *v);
-            if (!v)
-                return gl_err_set(&t->err, GL_ENOMEM, "reduce: out of memory");
-            a->vals = v;
-            a->cap = cap;
-        }
+        if (slot >= a->cap && grow(a))
+            return gl_err_set(&t->err, GL_ENOMEM, "reduce: out of memory");
         gl_num *acc = &a->vals[(size_t)slot * a->nv];
-        if (op->d->mode == GL_AGG_COUNT) {
+        if (count) {
             if (s & 1)
                 acc->kind = GL_NUM_INT, acc->v.i = 0;
             acc->v.i++;
+            p = gl_row_end(row, end);
             continue;
         }
         int32_t j = 0;
         for (uint32_t i = 1; i <= nf; i++) {
             if (is_key_field(k, i)) {
-                f = gl_row_end(f, rend);
+                f = gl_row_end(f, end);
                 continue;
             }
             gl_mpk_head h;
-            const uint8_t *q = gl_mpk_head_read(f, rend, &h);
-            f = q ? q : rend; /* a number's header is the whole value */
+            const uint8_t *q = gl_mpk_head_read(f, end, &h);
             if (!q || h.cls != GL_MPK_NUM) {
                 char what[64];
                 snprintf(what, sizeof what, "field %u is not a number", i);
-                return gl_task_fail_row(t, op->d->step, what, row, rend);
+                return gl_task_fail_row(t, op->d->step, what, row, gl_row_end(row, end));
             }
+            f = q; /* a number's header is the whole value */
             if (s & 1)
                 acc[j] = h.num;
             else
                 add(&acc[j], &h.num);
             j++;
         }
+        p = f;
     }
+    return 0;
+}
+
+bool gl_op_agg_counts_first(const gl_opr *op)
+{
+    const gl_opdesc *d = op->d;
+    return d->kind == GL_OP_AGG && d->mode == GL_AGG_COUNT && !d->merge && d->key.n == 1 && d->key.f[0] == 1 &&
+           op->push == agg_push;
+}
+
+int gl_op_agg_count_str(gl_opr *op, const void *s, size_t n)
+{
+    aggst *a = op->st;
+    int64_t sl = gl_agg_slot_str(a->table, s, n);
+    if (sl < 0)
+        return gl_err_set(&op->t->err, GL_ENOMEM, "reduce: out of memory");
+    uint32_t slot = (uint32_t)(sl >> 1);
+    a->nv = 1; /* what agg_push finds for count */
+    if (slot >= a->cap && grow(a))
+        return gl_err_set(&op->t->err, GL_ENOMEM, "reduce: out of memory");
+    gl_num *acc = &a->vals[slot];
+    if (sl & 1)
+        acc->kind = GL_NUM_INT, acc->v.i = 0;
+    acc->v.i++;
     return 0;
 }
 

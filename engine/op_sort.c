@@ -2,7 +2,9 @@
  * kept in one arena with an index of (offset, length); the order is the key
  * (descending if asked), then the whole row ascending, so equal keys still
  * come out in one order whatever the shard count. top keeps at most about
- * 2n rows: past that it sorts and drops all but the first n.
+
+ * 2n rows: past that it sorts and drops all but the first n, and from then
+ * on drops on arrival every row that sorts after the n-th it kept.
  *
  * External sort: when the arena and index would pass the task's share of
  * the memory budget, the rows so far are sorted and written to LMDB as a
@@ -31,6 +33,7 @@ typedef struct sortst {
     size_t n, cap;
     bool top;
     size_t keep; /* top: rows to keep */
+    gl_buf bound; /* top: the keep-th row at the last compact, once there was one */
     uint64_t share; /* bytes before a run is spilled; 0: never */
     gl_output **runs;
     uint32_t *levels;   /* per run: merges it went through */
@@ -45,6 +48,15 @@ typedef struct cmpctx {
     bool desc;
 } cmpctx;
 
+static int cmp_rows(const cmpctx *c, const uint8_t *pa, const uint8_t *ea, const uint8_t *pb, const uint8_t *eb)
+{
+    int r = gl_row_cmp(pa, ea, pb, eb, c->key, false);
+    if (r)
+        return c->desc ? -r : r;
+    static const gl_keyspec none;
+    return gl_row_cmp(pa, ea, pb, eb, &none, true);
+}
+
 static int cmp_ent(const void *x, const void *y, void *arg)
 {
     const cmpctx *c = arg;
@@ -52,11 +64,7 @@ static int cmp_ent(const void *x, const void *y, void *arg)
     if (a->pfx != b->pfx)
         return (a->pfx < b->pfx) != c->desc ? -1 : 1;
     const uint8_t *pa = c->base + a->off, *pb = c->base + b->off;
-    int r = gl_row_cmp(pa, pa + a->len, pb, pb + b->len, c->key, false);
-    if (r)
-        return c->desc ? -r : r;
-    static const gl_keyspec none;
-    return gl_row_cmp(pa, pa + a->len, pb, pb + b->len, &none, true);
+    return cmp_rows(c, pa, pa + a->len, pb, pb + b->len);
 }
 
 static uint64_t prefix(const gl_opdesc *d, const uint8_t *row, const uint8_t *end)
@@ -148,6 +156,47 @@ static int compact(gl_opr *op)
     }
     gl_buf_free(&s->arena);
     s->arena = fresh;
+    s->bound.len = 0;
+    if (s->keep && s->n == s->keep)
+        return gl_buf_append(&s->bound, s->arena.data + s->v[s->n - 1].off, s->v[s->n - 1].len);
+    return 0;
+}
+
+static int add_ent(sortst *s, size_t off, size_t len, uint64_t pfx)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        ent *v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = (ent){off, len, pfx};
+    return 0;
+}
+
+/* top with a bound: a row that sorts after it has `keep` rows before it
+ * already, so it is dropped without being stored or sorted. Rows equal to
+ * the bound are kept: what reaches the final sort still holds every row
+ * that could be among the first `keep`. */
+static int top_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+{
+    sortst *s = op->st;
+    cmpctx c = {NULL, &op->d->key, op->d->desc};
+    const uint8_t *b = s->bound.data, *be = b + s->bound.len;
+    const uint8_t *p = rows, *end = rows + len;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = p;
+        p = gl_row_end(p, end);
+        if (cmp_rows(&c, row, p, b, be) > 0)
+            continue;
+        size_t off = s->arena.len;
+        if (gl_buf_append(&s->arena, row, (size_t)(p - row)) || add_ent(s, off, (size_t)(p - row), prefix(op->d, row, p)))
+            return gl_err_set(&op->t->err, GL_ENOMEM, "top: out of memory");
+    }
+    if (s->n >= 2 * (s->keep > 1024 ? s->keep : 1024) && compact(op))
+        return gl_err_set(&op->t->err, GL_ENOMEM, "top: out of memory");
     return 0;
 }
 
@@ -198,6 +247,8 @@ static int spill_run(gl_opr *op)
 static int sort_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     sortst *s = op->st;
+    if (s->top && s->bound.len)
+        return top_push(op, rows, len, nrows);
     if (s->share && s->n && s->arena.len + len + (s->n + nrows) * sizeof(ent) > s->share) {
         int rc = spill_run(op);
         if (rc)
@@ -415,6 +466,7 @@ static void sort_destroy(gl_opr *op)
     if (!s)
         return;
     gl_buf_free(&s->arena);
+    gl_buf_free(&s->bound);
     free(s->v);
     for (size_t i = 0; i < s->nruns; i++)
         gl_output_free(s->runs[i]);

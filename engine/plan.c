@@ -586,6 +586,16 @@ static int plan_step(planner *pl, int id, uint32_t *sid)
                   : s->builtin == GL_FN_SUM   ? GL_AGG_SUM
                   : s->builtin == GL_FN_COUNT ? GL_AGG_COUNT
                                               : GL_AGG_LUA;
+        /* A Lua chain before a Lua combine joins it: its rows go to the
+         * combine as Lua values, never encoded into rows and decoded again
+         * (which also made every string key twice). */
+        gl_stage *st = &pl->out->v[*sid];
+        gl_opdesc *last = st->nops ? &st->ops[st->nops - 1] : NULL;
+        if (op.mode == GL_AGG_LUA && last && last->kind == GL_OP_LUA) {
+            memcpy(op.steps, last->steps, last->nsteps * sizeof *op.steps);
+            op.nsteps = last->nsteps;
+            st->nops--;
+        }
         if ((rc = add_op(pl, *sid, op)))
             return rc;
         /* Combined rows lead with their key fields. */
@@ -594,6 +604,7 @@ static int plan_step(planner *pl, int id, uint32_t *sid)
             return rc;
         op.key = k;
         op.merge = true;
+        op.nsteps = 0; /* the chain ran before the shuffle */
         if (op.mode == GL_AGG_COUNT)
             op.mode = GL_AGG_SUM;
         return add_op(pl, *sid, op);
@@ -677,9 +688,12 @@ static int build_blob(const gl_plan *p, gl_stage *st)
             for (uint32_t j = 0; j < op->nsteps; j++)
                 rc |= put_step(b, gl_plan_get(p, op->steps[j]));
         } else if (op->kind == GL_OP_AGG && op->mode == GL_AGG_LUA) {
-            rc |= gl_mpk_put_map(b, 5);
+            rc |= gl_mpk_put_map(b, 6);
             rc |= put_cstr(b, "op") | gl_mpk_put_int(b, i);
             rc |= put_cstr(b, "kind") | put_cstr(b, "agg");
+            rc |= put_cstr(b, "chain") | gl_mpk_put_array(b, op->nsteps);
+            for (uint32_t j = 0; j < op->nsteps; j++)
+                rc |= put_step(b, gl_plan_get(p, op->steps[j]));
             rc |= put_cstr(b, "merge") | gl_mpk_put_bool(b, op->merge);
             rc |= put_cstr(b, "key") | gl_mpk_put_array(b, op->key.n);
             for (uint32_t j = 0; j < op->key.n; j++)

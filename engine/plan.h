@@ -4,7 +4,8 @@
  * the dataset it produces. Planning a target walks back from it: narrow
  * steps (map, flatmap, filter, select) join the stage of their input, and
  * consecutive Lua steps fuse into one op so a row is decoded once for the
- * whole chain; a wide step (reduce_by_key, reduce, top, sort_by) ends the
+ * whole chain (and into a Lua combine after them, which then takes the
+ * chain's rows as Lua values); a wide step (reduce_by_key, reduce, top, sort_by) ends the
  * stage with a partitioning sink and starts a new stage that reads those
  * partitions. Stages come out in dependency order. */
 #ifndef GL_PLAN_H
@@ -105,7 +106,8 @@ enum gl_sink_kind { GL_SINK_LOCAL, GL_SINK_HASH, GL_SINK_RANGE };
 typedef struct gl_opdesc {
     enum gl_op_kind kind;
     int step;                 /* the step it runs (the first, for GL_OP_LUA) */
-    int steps[GL_FUSE_MAX];   /* GL_OP_LUA: the fused steps in order */
+    int steps[GL_FUSE_MAX];   /* GL_OP_LUA: the fused steps in order; GL_OP_AGG
+                               * in Lua mode: the Lua chain it runs first */
     uint32_t nsteps;
     gl_keyspec key;           /* agg, sort, top key; select fields */
     enum gl_agg_mode mode;

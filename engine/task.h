@@ -81,6 +81,11 @@ int gl_task_run(gl_task *t);
 int gl_op_words_init(gl_opr *op);
 int gl_op_select_init(gl_opr *op);
 int gl_op_agg_init(gl_opr *op);
+/* op_agg.c: whether op is a built-in count keyed by field 1, which the op
+ * before it may feed one key string at a time (gl_op_agg_count_str, the
+ * same as pushing the row (s)) instead of encoding rows for it to parse. */
+bool gl_op_agg_counts_first(const gl_opr *op);
+int gl_op_agg_count_str(gl_opr *op, const void *s, size_t n);
 int gl_op_sort_init(gl_opr *op);
 int gl_op_lua_init(gl_opr *op); /* lua_op.c: GL_OP_LUA, and GL_OP_AGG in Lua mode */
 int gl_op_limit_init(gl_opr *op);   /* op_narrow.c */

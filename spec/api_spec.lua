@@ -401,6 +401,28 @@ describe("ds:flatmap", function()
     end, expected)
   end)
 
+  -- worker.lua calls a gmatch iterator for one value once its pattern has
+  -- shown it gives one: patterns with and without captures, side by side.
+  it("takes gmatch iterators with and without captures", function()
+    local text = { "ab (cd) e", "", "(f)(gh)", "ij kl (m", "no captures here" }
+    for _, pat in ipairs { "%a+", "(%a)(%a*)", "()%a+", "[(]%a", "%((%a)", "(%a+)", "%a" } do
+      local expected = {}
+      for _, l in ipairs(text) do
+        local it = l:gmatch(pat)
+        while true do
+          local r = { n = 0 }
+          local function take(...) r.n = select("#", ...); for i = 1, r.n do r[i] = (select(i, ...)) end end
+          take(it())
+          if r[1] == nil then break end
+          expected[#expected + 1] = r
+        end
+      end
+      check(function(sh)
+        return gleam.flow("f"):rows(text, sopt(sh)):flatmap(function(line) return line:gmatch(pat) end)
+      end, expected)
+    end
+  end)
+
   it("takes gleam.fn.words", function()
     local expected = {}
     for _, l in ipairs(lines) do
@@ -547,6 +569,109 @@ describe("ds:reduce_by_key", function()
       return gleam.flow("w"):rows(lines, sopt(sh)):flatmap(gleam.fn.words)
         :reduce_by_key(gleam.fn.count, sopt(sh))
     end, word_counts())
+  end)
+
+  -- A Lua chain before a Lua combine runs in one op, its rows never
+  -- encoded (worker.lua): the rows, values and order must be those of the
+  -- same flow with a C op (select) between them, whatever the values are.
+  describe("with a Lua chain before it", function()
+    local list = {}
+    -- "big": a whole number past 2^53 made on the worker (upvalues travel
+    -- encoded, so one written here would arrive as an int64 already).
+    local vals = { 1, 2.5, -0.0, "big", 1e300, -7, "s", { 1, 2 }, true, "big2" }
+    for i = 1, 300 do list[i] = i end
+    local function row_of(i)
+      local k = ({ "a", "bb", 3, 4.5, "a", "cc", "bb" })[i % 7 + 1]
+      local v = vals[i % #vals + 1]
+      if v == "big" then v = 2 ^ 60 + i * 1024 elseif v == "big2" then v = -(2 ^ 53) - 2 end
+      return k, v
+    end
+    -- Shows every value it is given (an int64 shows as 123LL, a table by
+    -- its length); a table first value grows in place, as a combine may
+    -- when its values are its own copies.
+    local function show(x) return type(x) == "table" and ("t" .. #x) or tostring(x) end
+    local function red(a, b)
+      if type(a) == "table" then a[#a + 1] = show(b); return a end
+      return show(a) .. "|" .. show(b)
+    end
+    local function both(build)
+      for _, w in ipairs(h.WORKERS) do
+        for _, sh in ipairs({ false, 1, 3 }) do
+          local ctx = h.label { workers = w, shards = tostring(sh) }
+          local fused = build(sh or nil, false):collect { workers = w }
+          local split = build(sh or nil, true):collect { workers = w }
+          h.assert_rows(split, fused, ctx)
+        end
+      end
+    end
+
+    it("gives the rows the same flow gives with the rows encoded", function()
+      both(function(sh, split)
+        local ds = gleam.flow("c"):rows(list, sopt(sh)):map(row_of)
+        if split then ds = ds:select(1, 2) end
+        return ds:reduce_by_key(red, sopt(sh))
+      end)
+      -- words from gmatch, counted (the benchmark's shape)
+      both(function(sh, split)
+        local ds = gleam.flow("c"):rows(lines, sopt(sh))
+          :flatmap(function(l) return l:gmatch("%w+") end):map(function(w) return w, 1 end)
+        if split then ds = ds:select(1, 2) end
+        return ds:reduce_by_key(function(a, b) return a + b end, sopt(sh))
+      end)
+      -- two value fields, and a key that is not field 1
+      both(function(sh, split)
+        local ds = gleam.flow("c"):rows(list, sopt(sh))
+          :map(function(i) local k, v = row_of(i); return i % 3, k, type(v) == "number" and v or 1 end)
+        if split then ds = ds:select(1, 2, 3) end
+        return ds:reduce_by_key(red, sopt(sh, { key = 2 }))
+      end)
+    end)
+
+    it("fails as the same flow fails with the rows encoded", function()
+      local function msg(build)
+        local ok, err = pcall(function() return build():collect { workers = 1 } end)
+        assert.is_false(ok)
+        return (tostring(err):gsub("select %b()", ""))
+      end
+      -- the combine fails on a row
+      local function bad(split)
+        return function()
+          local ds = gleam.flow("c"):rows({ "x y x", "y x" })
+            :flatmap(function(l) return l:gmatch("%w+") end):map(function(w) return w, 1 end)
+          if split then ds = ds:select(1, 2) end
+          return ds:reduce_by_key(function(a, b) if a > 1 then error("too many") end return a + b end)
+        end
+      end
+      assert.equals(msg(bad(true)), msg(bad(false)))
+      -- rows with a different number of value fields
+      local function uneven(split)
+        return function()
+          local ds = gleam.flow("c"):rows({ 1, 2, 3 }):map(function(i) if i == 3 then return "k", 1, 2 end return "k", i end)
+          if split then ds = ds:select(1, 2, 3) end
+          return ds:reduce_by_key(function(a, b) return a + b end)
+        end
+      end
+      local e = msg(uneven(false))
+      assert.truthy(e:find("rows have 2 value fields, earlier rows had 1", 1, true), e)
+    end)
+  end)
+
+  -- words followed by count skips the row per word (op_narrow.c): the rows
+  -- and their order are those of the same count over rows a map passed on.
+  it("counts gleam.fn.words in the order rows through a map give", function()
+    local long = string.rep("Long9", 8)  -- 40 bytes: not a fixstr
+    local text = {}
+    for i, l in ipairs(lines) do text[i] = (i % 7 == 0 and (long .. ", ") or "") .. l .. ".!" end
+    check(function(sh)
+      return gleam.flow("w"):rows(text, sopt(sh)):flatmap(gleam.fn.words)
+        :reduce_by_key(gleam.fn.count, sopt(sh))
+    end, nil, { check = function(got, ctx)
+      local sh = tonumber(ctx:match("shards=(%w+)"))
+      local want = gleam.flow("w"):rows(text, sopt(sh)):flatmap(gleam.fn.words)
+        :map(function(w) return w end):reduce_by_key(gleam.fn.count, sopt(sh))
+        :collect { workers = tonumber(ctx:match("workers=(%d+)")) }
+      h.assert_rows(want, got, ctx)
+    end })
   end)
 
   -- rows (key, v1, v2): integers and doubles
@@ -841,6 +966,25 @@ describe("ds:top", function()
 
   it("gives no rows for no input", function()
     check(function(sh) return gleam.flow("t"):rows({}, sopt(sh)):top(3) end, {}, { ordered = true })
+  end)
+
+  -- Far more rows than n: top sorts and cuts every ~2n rows, and then drops
+  -- rows that sort after the n-th it kept (op_sort.c), ties with it kept.
+  it("keeps the right rows when many times n rows arrive", function()
+    local rnd2 = lcg(11)
+    local many = {}
+    for i = 1, 12000 do many[i] = { "w" .. rnd2(3000), rnd2(400), i % 3 == 0 and i + 0.5 or i } end
+    local mrows = h.rows_of(many)
+    for _, case in ipairs { { 100, true }, { 100, false }, { 1500, true }, { 2500, false } } do
+      local n, desc = case[1], case[2]
+      local candidates = {
+        first_n(sort_rows(mrows, { 2 }, desc), n),
+        first_n(sort_rows(mrows, { 2 }, desc, true), n),
+      }
+      check(function(sh)
+        return gleam.flow("t"):rows(many, sopt(sh)):top(n, { by = 2, desc = desc })
+      end, nil, { shards = { false, 1, 3 }, check = function(got, ctx) assert_one_of(candidates, got, ctx) end })
+    end
   end)
 
   it("breaks ties by the whole row", function()

@@ -252,5 +252,63 @@ TEST(random_rows_against_a_list)
     }
 }
 
+/* A string key by its bytes finds the slot its row finds, whichever came
+ * first and however the row encoded it (fixstr, str8, str16). */
+TEST(string_key_without_a_row)
+{
+    gl_keyspec k = {1, {1}};
+    gl_agg *a = gl_agg_new(&k);
+    REQUIRE(a);
+    gl_buf r = {0};
+    char longs[300];
+    memset(longs, 'x', sizeof longs);
+    CHECK_EQ(gl_agg_slot_str(a, "the", 3), 0 * 2 + 1);
+    r.len = 0;
+    gl_mpk_put_array(&r, 2);
+    put_s(&r, "the");
+    gl_mpk_put_int(&r, 1);
+    CHECK_EQ(slot(a, &r), 0 * 2);
+    CHECK(key_is(a, 0, "\xa3" "the", 4));
+    /* "dog" first as str8 (not canonical), then by bytes. */
+    r.len = 0;
+    gl_mpk_put_array(&r, 1);
+    gl_buf_append(&r, "\xd9\x03" "dog", 5);
+    CHECK_EQ(slot(a, &r), 1 * 2 + 1);
+    CHECK_EQ(gl_agg_slot_str(a, "dog", 3), 1 * 2);
+    CHECK_EQ(gl_agg_slot_str(a, "do", 2), 2 * 2 + 1);
+    CHECK_EQ(gl_agg_slot_str(a, "", 0), 3 * 2 + 1);
+    CHECK(key_is(a, 3, "\xa0", 1));
+    CHECK_EQ(gl_agg_slot_str(a, longs, 40), 4 * 2 + 1);
+    CHECK_EQ(gl_agg_slot_str(a, longs, 300), 5 * 2 + 1);
+    r.len = 0;
+    gl_mpk_put_array(&r, 1);
+    gl_mpk_put_str(&r, longs, 300);
+    CHECK_EQ(slot(a, &r), 5 * 2);
+    /* A number is not the string of its digits. */
+    r.len = 0;
+    gl_mpk_put_array(&r, 1);
+    gl_mpk_put_int(&r, 7);
+    CHECK_EQ(slot(a, &r), 6 * 2 + 1);
+    CHECK_EQ(gl_agg_slot_str(a, "7", 1), 7 * 2 + 1);
+    /* Through rehashes, both ways. */
+    unsigned long bad = 0;
+    for (int i = 0; i < 20000; i++) {
+        char w[16];
+        int n = snprintf(w, sizeof w, "w%d", i);
+        bad += gl_agg_slot_str(a, w, (size_t)n) != (int64_t)(8 + i) * 2 + 1;
+    }
+    for (int i = 0; i < 20000; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "w%d", i);
+        r.len = 0;
+        gl_mpk_put_array(&r, 1);
+        put_s(&r, w);
+        bad += slot(a, &r) != (int64_t)(8 + i) * 2;
+    }
+    CHECK_EQ(bad, 0);
+    gl_buf_free(&r);
+    gl_agg_free(a);
+}
+
 TEST_MAIN(T(key_first_field), T(key_two_fields_reversed), T(no_key_one_group), T(many_keys_rehash),
-          T(random_rows_against_a_list))
+          T(random_rows_against_a_list), T(string_key_without_a_row))

@@ -166,7 +166,27 @@ local function row_header(p, i)
   error("gleam: a row is not a msgpack array (byte " .. c .. ")", 0)
 end
 
+-- Returns the offset after the value at p[i] without making it: a reader
+-- that needs only a value's place (a key the engine matches by its bytes)
+-- makes no string for it. Values other than scalars and strings are
+-- decoded and dropped.
+local function skip(p, i)
+  local c = p[i]
+  if c < 0x80 or c >= 0xe0 or c == 0xc0 or c == 0xc2 or c == 0xc3 then return i + 1 end
+  if c >= 0xa0 and c < 0xc0 then return i + 1 + (c - 0xa0) end
+  if c == 0xd9 or c == 0xc4 then return i + 2 + p[i + 1] end
+  if c == 0xda or c == 0xc5 then return i + 3 + be16(p, i + 1) end
+  if c == 0xdb or c == 0xc6 then return i + 5 + be32(p, i + 1) end
+  if c == 0xcc or c == 0xd0 then return i + 2 end
+  if c == 0xcd or c == 0xd1 then return i + 3 end
+  if c == 0xce or c == 0xd2 or c == 0xca then return i + 5 end
+  if c == 0xcf or c == 0xd3 or c == 0xcb then return i + 9 end
+  local _, j = decode(p, i)
+  return j
+end
+
 M.decode = decode
+M.skip = skip
 M.row_header = row_header
 M.u8p = u8p
 

@@ -12,7 +12,7 @@ local gfn = require "gleam.fn"
 local core = require "gleam.core"
 
 local C = core.C
-local decode, row_header, u8p = codec.decode, codec.row_header, codec.u8p
+local decode, skip, row_header, u8p = codec.decode, codec.skip, codec.row_header, codec.u8p
 local ffi_cast = ffi.cast
 local select, type, tonumber, floor, unpack = select, type, tonumber, math.floor, unpack
 
@@ -105,6 +105,25 @@ local function item(nxt, v, ...)
   return v
 end
 
+-- string.gmatch's iterator is a C function. Called for all of its values,
+-- the unknown count keeps the row loop in LuaJIT's interpreter (most of a
+-- Lua word count's time went there); called for one value, the loop is
+-- compiled. It gives the same count at every match - its pattern's
+-- captures, or 1 - so the count is learnt at a pattern's first match and
+-- a one-value pattern is then called for one value. (Telling the iterator
+-- apart costs a small table per flatmap call.)
+local funcinfo = require("jit.util").funcinfo
+local getupvalue = debug.getupvalue
+local GMATCH = funcinfo(string.gmatch("", "")).ffid
+local gmatch_values = {}  -- pattern -> values per match
+
+local function first_match(nxt, pat, v, ...)
+  if v == nil then return nil end
+  gmatch_values[pat] = select("#", ...) + 1
+  nxt(v, ...)
+  return v
+end
+
 local function wrap(kind, f, nxt, name)
   if kind == "map" then
     return function(...) return nxt(f(...)) end
@@ -120,6 +139,20 @@ local function wrap(kind, f, nxt, name)
       local r, s, c = f(...)
       local tr = type(r)
       if tr == "function" then
+        if GMATCH and funcinfo(r).ffid == GMATCH then
+          local _, pat = getupvalue(r, 2)
+          if not gmatch_values[pat] then
+            c = first_match(nxt, pat, r(s, c))
+            if c == nil then return end
+          end
+          if gmatch_values[pat] == 1 then
+            while true do
+              c = r(s, c)
+              if c == nil then return end
+              nxt(c)
+            end
+          end
+        end
         while true do
           c = item(nxt, r(s, c))
           if c == nil then break end
@@ -206,11 +239,28 @@ local function chain_op(d, out)
   return push, finish
 end
 
+-- Whole numbers within +-2^53 and fractions: numbers an encode and decode
+-- give back unchanged (larger whole numbers come back as int64 cdata).
+local TWO53 = 2 ^ 53
+
+-- A combine (reduce_by_key, reduce with a Lua function): rows find their
+-- slot in the engine's table (agg.c) by their key bytes, and the combined
+-- values live in a Lua array by slot. With a chain (d.chain: the Lua steps
+-- before it, fused by the planner), the chain's rows arrive as Lua values
+-- instead of encoded rows: a (string, number) row keyed on field 1 finds
+-- its slot in a Lua table of the string keys (a new key takes the next
+-- slot and reaches the engine's table later, with others, through
+-- gl_agg_slot_strs), and any other row is encoded and combined as the
+-- engine would have passed it, so values and errors are the same either way.
 local function agg_op(d, out, agg)
   local enc = codec.encoder(out)
   local s = d.step
   local f = load_step(s)
-  local op = { agg = true, steps = { { fn = f, name = s.name, where = s.where } } }
+  local reduce = { fn = f, name = s.name, where = s.where }
+  local steps = {}
+  local run
+  local chain = d.chain or {}
+  local op = { steps = steps, reduce = reduce, fallback = reduce }
   local key = d.key
   local iskey = {}
   for _, k in ipairs(key) do iskey[k] = true end
@@ -232,42 +282,137 @@ local function agg_op(d, out, agg)
     for j = 1, n do acc[base + j] = r[j] end
   end
 
+  -- Combines the encoded row at p[i]; returns the offset after it. Key
+  -- fields are matched by their bytes, so they are skipped, not decoded.
+  local function add_row(p, i)
+    local start = i
+    local n
+    n, i = row_header(p, i)
+    for k = 1, n do
+      if iskey[k] then i = skip(p, i) else t[k], i = decode(p, i) end
+    end
+    -- Value fields: the row's fields not in the key (a key field past the
+    -- end of the row is a nil key field, not a value).
+    local rest = n
+    for k = 1, nk do if key[k] <= n then rest = rest - 1 end end
+    if not nv then
+      nv = rest
+      local j = 0
+      for k = 1, n do if not iskey[k] then j = j + 1; vpos[j] = k end end
+    elseif rest ~= nv then
+      error(string.format("rows have %d value fields, earlier rows had %d", rest, nv), 0)
+    end
+    local s2 = tonumber(C.gl_agg_slot(agg, p + start, i - start))
+    if s2 < 0 then error("gleam: out of memory", 0) end
+    local slot = floor(s2 / 2)
+    local base = slot * nv
+    if s2 % 2 == 1 then
+      for j = 1, nv do acc[base + j] = t[vpos[j]] end
+    elseif nv == 1 then
+      acc[base + 1] = f(acc[base + 1], t[vpos[1]])
+    elseif nv == 2 then
+      acc[base + 1], acc[base + 2] = f(acc[base + 1], acc[base + 2], t[vpos[1]], t[vpos[2]])
+    elseif nv > 0 then
+      local vals = {}
+      for j = 1, nv do vals[j] = t[vpos[j]] end
+      combine(base, unpack(vals, 1, nv))
+    end
+    return i, s2
+  end
+
+  local flush             -- fused: adds the pending keys to the table
+  if #chain > 0 then
+    local last
+    local kbuf = codec.new_buf()
+    local kenc = codec.encoder(kbuf)
+    local key1 = nk == 1 and key[1] == 1
+    local fast = false    -- (string, number) rows may skip encoding: key1 and nv == 1
+    local slot_of = {}    -- every string key in the table (key1) -> its slot
+    local nslots = 0      -- slots given out, pending ones included
+    -- New string keys get the next slot at once and wait here, encoded,
+    -- until the table must agree (before a row goes to it, and at
+    -- finish): then one call adds them all, in order.
+    local pend = codec.new_buf()
+    local penc = codec.encoder(pend)
+    local npend = 0
+
+    flush = function()
+      if npend == 0 then return end
+      penc.commit()
+      local n = tonumber(C.gl_agg_slot_strs(agg, pend.data, pend.len))
+      pend.len, npend = 0, 0
+      if n == -1 then error("gleam: out of memory", 0) end
+      if n ~= nslots then error("gleam: the combine's slots are out of step", 0) end
+    end
+
+    -- Any other row: encoded as the chain would have written it (errors
+    -- there are the chain's), then combined from its bytes.
+    local function slow(n, ...)
+      kbuf.len = 0
+      kenc.begin()
+      kenc.row(n, ...)
+      kenc.commit()
+      flush()
+      local p, row = op.p, op.row
+      op.fallback, op.p, op.row = reduce, ffi_cast(u8p, kbuf.data), 0
+      local _, s2 = add_row(op.p, 0)
+      op.fallback, op.p, op.row = last, p, row
+      if s2 % 2 == 1 then nslots = nslots + 1 end
+      local k = ...
+      if key1 and type(k) == "string" then slot_of[k] = floor(s2 / 2) end
+      fast = key1 and nv == 1
+    end
+
+    -- The row (k, v): on_error finds k and v here when f fails.
+    local function sink(...)
+      if fast and select("#", ...) == 2 then
+        local k, v = ...
+        if type(k) == "string" and type(v) == "number" and v >= -TWO53 and v <= TWO53 then
+          local slot = slot_of[k]
+          if slot then
+            acc[slot + 1] = f(acc[slot + 1], v)
+            return
+          end
+          slot = nslots
+          nslots = slot + 1
+          slot_of[k] = slot
+          if npend == 0 then penc.begin() end
+          npend = npend + 1
+          penc.value(k)
+          acc[slot + 1] = v
+          return
+        end
+      end
+      return slow(select("#", ...), ...)
+    end
+
+    run = sink
+    for k = #chain, 1, -1 do
+      local cs = chain[k]
+      local cf = load_step(cs)
+      steps[k] = { fn = cf, name = cs.name, where = cs.where }
+      run = wrap(cs.kind, cf, run, cs.name)
+    end
+    last = steps[#chain]
+    op.fallback = last
+    op.sink = sink
+  end
+  steps[#steps + 1] = reduce
+
   local function push(ptr, len, nrows)
     current = op
     local p = ffi_cast(u8p, ptr)
     op.p = p
     local i = 0
-    for _ = 1, nrows do
-      local start = i
-      op.row = i
-      local n
-      n, i = row_header(p, i)
-      for k = 1, n do t[k], i = decode(p, i) end
-      -- Value fields: the row's fields not in the key (a key field past the
-      -- end of the row is a nil key field, not a value).
-      local rest = n
-      for k = 1, nk do if key[k] <= n then rest = rest - 1 end end
-      if not nv then
-        nv = rest
-        local j = 0
-        for k = 1, n do if not iskey[k] then j = j + 1; vpos[j] = k end end
-      elseif rest ~= nv then
-        error(string.format("rows have %d value fields, earlier rows had %d", rest, nv), 0)
+    if run then
+      for _ = 1, nrows do
+        op.row = i
+        i = feed(run, p, i)
       end
-      local s2 = tonumber(C.gl_agg_slot(agg, p + start, i - start))
-      if s2 < 0 then error("gleam: out of memory", 0) end
-      local slot = floor(s2 / 2)
-      local base = slot * nv
-      if s2 % 2 == 1 then
-        for j = 1, nv do acc[base + j] = t[vpos[j]] end
-      elseif nv == 1 then
-        acc[base + 1] = f(acc[base + 1], t[vpos[1]])
-      elseif nv == 2 then
-        acc[base + 1], acc[base + 2] = f(acc[base + 1], acc[base + 2], t[vpos[1]], t[vpos[2]])
-      elseif nv > 0 then
-        local vals = {}
-        for j = 1, nv do vals[j] = t[vpos[j]] end
-        combine(base, unpack(vals, 1, nv))
+    else
+      for _ = 1, nrows do
+        op.row = i
+        i = add_row(p, i)
       end
     end
     current = nil
@@ -275,6 +420,7 @@ local function agg_op(d, out, agg)
   end
 
   local function finish()
+    if flush then flush() end
     local total = C.gl_agg_count(agg)
     local upto = emitted + 4096
     if upto > total then upto = total end
@@ -320,7 +466,7 @@ function M.on_error(msg)
   -- Find the user function on the stack to know which step failed.
   -- With no user function on the stack the error came from encoding the
   -- output, which follows the last step.
-  local step = op.steps[#op.steps]
+  local step = op.fallback or op.steps[#op.steps]
   local args
   for level = 2, 60 do
     local info = debug.getinfo(level, "fu")
@@ -339,9 +485,30 @@ function M.on_error(msg)
     end
     if args then break end
   end
+  -- A chain step shows its arguments; a combine shows the row it was
+  -- combining: a row never encoded is the k and v of the fused sink.
   local shown
-  if args and args.n > 0 and not op.agg then
+  local row
+  if step == op.reduce and op.sink then
+    for level = 2, 60 do
+      local info = debug.getinfo(level, "f")
+      if not info then break end
+      if info.func == op.sink then
+        local got = { n = 2 }
+        for i = 1, 20 do
+          local name, v = debug.getlocal(level, i)
+          if not name then break end
+          if name == "k" then got[1] = v elseif name == "v" then got[2] = v end
+        end
+        row = got
+        break
+      end
+    end
+  end
+  if args and args.n > 0 and step ~= op.reduce then
     shown = codec.show_row(args)
+  elseif row then
+    shown = codec.show_row(row)
   elseif op.p and op.row then
     local ok, r = pcall(codec.row_at, op.p, op.row)
     if ok then shown = codec.show_row(r) end
