@@ -18,9 +18,11 @@
  *
  * One libuv loop per call, run on the calling thread until the job ends;
  * every connection is closed before returning, which also tells the agents
- * to kill the job's executors. Not yet here (issue 7): rows move through
- * the driver rather than between agents, so a task's input and output are
- * bounded by the frame size; a dead agent fails the job. */
+ * to kill the job's executors. An agent that goes away mid-job costs only
+ * its running tasks, which run again on the others (each loss counts as an
+ * attempt), since stage outputs are on the driver. Not yet here (issue 7):
+ * rows move through the driver rather than between agents, so a task's
+ * input and output are bounded by the frame size. */
 #define _GNU_SOURCE
 #include "driver.h"
 
@@ -73,7 +75,9 @@ typedef struct drv {
     char cwd[4096];
     gl_stages stages;
     bool started;
+    uint32_t workers;    /* the slots granted: the stages' default shard count */
     gl_output **outs;
+    uint32_t *left;      /* stages still to read each output */
     gl_store *store;
     uint32_t s;          /* the stage running */
     dtask *tasks;
@@ -182,13 +186,10 @@ static int task_payload(drv *d, uint32_t i, gl_buf *payload)
     if (!rc) {
         gl_stage_task t = {
             .plan = d->plan_bytes.data, .nplan = d->plan_bytes.len, .target = d->target,
-            .workers = 0, .stage = d->s, .task = i, .dir = d->cwd, .ndir = strlen(d->cwd),
+            .workers = d->workers, .stage = d->s, .task = i, .dir = d->cwd, .ndir = strlen(d->cwd),
             .bounds = st->bounds.data, .nbounds = st->bounds.len,
             .bound_off = st->bound_off, .nbound_off = st->bound_off ? st->nparts + 1 : 0,
             .width = {st->width[0], st->width[1]}, .inputs = in, .ninputs = n};
-        for (uint32_t a = 0; a < d->nagents; a++)
-            if (d->agents[a].ready)
-                t.workers += d->agents[a].slots;
         rc = gl_stage_task_encode(payload, &t) ? GL_ENOMEM : 0;
     }
     for (uint32_t k = 0; k < n; k++)
@@ -256,6 +257,20 @@ static void dispatch(drv *d)
 
 static void start_stage(drv *d);
 
+/* The stages whose output st reads, into v (at most MAX_INPUTS); returns how many. */
+static uint32_t reads(const gl_stage *st, uint32_t *v)
+{
+    uint32_t n = 0;
+    if (st->src == GL_SRC_STAGE)
+        v[n++] = st->src_stage;
+    for (uint32_t i = 0; (st->src == GL_SRC_UNION || st->src == GL_SRC_PAIR) && i < st->nsrc; i++)
+        v[n++] = st->src_stages[i];
+    for (uint32_t i = 0; i < st->nops && n < MAX_INPUTS; i++)
+        if (st->ops[i].kind == GL_OP_BCAST_JOIN)
+            v[n++] = st->ops[i].side_stage;
+    return n;
+}
+
 static void stage_done(drv *d)
 {
     gl_stage *st = &d->stages.v[d->s];
@@ -278,6 +293,13 @@ static void stage_done(drv *d)
     free(d->tasks);
     d->results = NULL;
     d->tasks = NULL;
+    /* An output is freed once the last stage reading it is done. */
+    uint32_t in[MAX_INPUTS], nin = reads(st, in);
+    for (uint32_t k = 0; k < nin; k++)
+        if (d->left[in[k]] && --d->left[in[k]] == 0) {
+            gl_output_free(d->outs[in[k]]);
+            d->outs[in[k]] = NULL;
+        }
     if (rc) {
         finish(d, GL_ENOMEM, "sort: out of memory");
         return;
@@ -326,15 +348,22 @@ static void start_job(drv *d)
                d->nagents, d->master_addr);
         return;
     }
+    d->workers = workers;
     gl_err perr = {0};
     if (gl_plan_stages(d->plan, d->target, workers, &d->stages, &perr)) {
         finish(d, perr.code, "%s", perr.msg);
         return;
     }
     d->started = true;
-    if (!(d->outs = calloc(d->stages.n ? d->stages.n : 1, sizeof *d->outs))) {
+    if (!(d->outs = calloc(d->stages.n ? d->stages.n : 1, sizeof *d->outs)) ||
+        !(d->left = calloc(d->stages.n ? d->stages.n : 1, sizeof *d->left))) {
         finish(d, GL_ENOMEM, "driver: out of memory");
         return;
+    }
+    for (uint32_t s = 0; s < d->stages.n; s++) {
+        uint32_t in[MAX_INPUTS], nin = reads(&d->stages.v[s], in);
+        for (uint32_t k = 0; k < nin; k++)
+            d->left[in[k]]++;
     }
     if (!d->stages.n)
         finish(d, 0, NULL);
@@ -407,7 +436,27 @@ static void agent_closed(gl_conn *c, const char *why, bool was_ready)
             start_job(d);
         return;
     }
-    finish(d, GL_EIO, "cluster: lost agent %s mid-job: %s", g->addr, why);
+    /* Its running tasks go back to the queue for the other agents: every
+     * stage's output is on the driver, so nothing else was lost. */
+    bool left = false;
+    for (uint32_t a = 0; a < d->nagents; a++)
+        left |= d->agents[a].ready && !d->agents[a].gone;
+    if (!left) {
+        finish(d, GL_EIO, "cluster: lost agent %s mid-job, the last one: %s", g->addr, why);
+        return;
+    }
+    if (!d->started || !d->tasks)
+        return;
+    for (uint32_t i = 0; i < d->stages.v[d->s].ntasks; i++)
+        if (d->tasks[i].state == T_RUNNING && &d->agents[d->tasks[i].agent] == g) {
+            if (d->tasks[i].attempts >= d->max_attempts) {
+                finish(d, GL_EIO, "cluster: task %u of stage %u was on agent %s, lost: %s (attempt %u of %u)", i,
+                       d->s, g->addr, why, d->tasks[i].attempts, d->max_attempts);
+                return;
+            }
+            d->tasks[i].state = T_QUEUED;
+        }
+    dispatch(d);
 }
 
 static const gl_conn_cb agent_cb = {agent_ready, agent_msg, agent_closed};
@@ -555,6 +604,7 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
     free(d->results);
     free(d->tasks);
     free(d->outs);
+    free(d->left);
     free(d->agents);
     gl_stages_free(&d->stages);
     gl_store_release(d->store);

@@ -3,8 +3,9 @@
 -- on the cluster, and the outputs must match: byte for byte where the flow
 -- orders its rows (the examples, sort_by, top), as multisets otherwise.
 -- Then the failures: a Lua error fails the job with local mode's message
--- after --max-attempts runs, and an executor killed with SIGKILL mid-task
--- is run again with no change to the output.
+-- after --max-attempts runs; an executor killed with SIGKILL mid-task, an
+-- agent killed mid-job and the master killed mid-job leave the output as
+-- it would have been.
 local helpers = require "helpers"
 
 local HB = "0.2" -- agents' heartbeat: granted slots come back this fast
@@ -195,9 +196,30 @@ end):collect()
     end), agents_log())
   end)
 
-  it("runs a task again when its executor is killed, with the same output", function()
+  it("takes the master from a sink's options and from gleam.config", function()
     local dir = helpers.tmpdir()
-    -- one task naps 1.5 s on row 300 each time it runs: long enough to be killed
+    helpers.write_file(dir .. "/job.lua", [[
+local gleam = require "gleam"
+local before = #(io.open(arg[2]):read("*a"))
+local rows = gleam.flow("x"):range(1, 50):map(function(x) return x % 5, x end)
+  :reduce_by_key(function(a, b) return a + b end):sort_by(1)
+for _, r in ipairs(rows:collect{ master = arg[1] }) do print(r[1], r[2]) end
+gleam.config.master = arg[1]
+print(rows:count())
+local after = #(io.open(arg[2]):read("*a"))
+print(after > before and "ran on the agent" or "ran locally")
+]])
+    local r = helpers.gleam({ "run", "job.lua", cluster.master.addr, cluster.agents[1].log }, dir)
+    assert.are.equal(0, r.status, shown(r))
+    assert.are.equal("0\t275\n1\t235\n2\t245\n3\t255\n4\t265\n5\nran on the agent\n", r.stdout)
+  end)
+
+  -- A job one task of which naps 1.5 s on row 300 each time it runs: long
+  -- enough to kill something under it. Runs it locally, then starts it on
+  -- the cluster; returns dir, the driver, and a function that lists the
+  -- executors started since (pid and the agent that started it).
+  local function slow_job()
+    local dir = helpers.tmpdir()
     helpers.write_file(dir .. "/job.lua", [[
 local gleam = require "gleam"
 local ffi = require "ffi"
@@ -216,49 +238,61 @@ out:close()
     assert.are.equal(0, loc.status, shown(loc))
     local logs_before = {}
     for i, a in ipairs(cluster.agents) do logs_before[i] = #(helpers.read_file(a.log) or "") end
-    local function new_pids()
-      local pids = {}
+    local function started()
+      local execs = {}
       for i, a in ipairs(cluster.agents) do
         local log = (helpers.read_file(a.log) or ""):sub(logs_before[i] + 1)
-        for pid in log:gmatch("executor pid (%d+) started") do pids[#pids + 1] = tonumber(pid) end
+        for pid in log:gmatch("executor pid (%d+) started") do execs[#execs + 1] = { pid = tonumber(pid), agent = a } end
       end
-      return pids
+      return execs
     end
     local drv = helpers.spawn({ "run", "--master", cluster.master.addr, dir .. "/job.lua", dir .. "/cluster.out" })
-    assert.truthy(helpers.wait_for(10, function() return #new_pids() > 0 end), agents_log())
+    assert.truthy(helpers.wait_for(10, function() return #started() > 0 end), agents_log())
     helpers.sleep_ms(600) -- the quick tasks are done; the napping one is not
-    local killed = 0
-    for _, pid in ipairs(new_pids()) do
-      local p = { pid = pid }
-      local cmd = helpers.read_file("/proc/" .. pid .. "/cmdline") or ""
-      if helpers.alive(p) and cmd:find("executor", 1, true) then
-        helpers.kill(p)
-        killed = killed + 1
-      end
+    return dir, drv, started
+  end
+
+  -- The executors of the list still running (the napping one).
+  local function running(execs)
+    local alive = {}
+    for _, e in ipairs(execs) do
+      local cmd = helpers.read_file("/proc/" .. e.pid .. "/cmdline") or ""
+      if helpers.alive(e) and cmd:find("executor", 1, true) then alive[#alive + 1] = e end
     end
-    assert.are.equal(1, killed, agents_log())
+    return alive
+  end
+
+  local function same_output(dir, drv)
     assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
-    assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
     assert.are.equal(helpers.read_file(dir .. "/local.out"), helpers.read_file(dir .. "/cluster.out"),
       helpers.read_file(drv.log))
+  end
+
+  it("runs a task again when its executor is killed, with the same output", function()
+    local dir, drv, started = slow_job()
+    local alive = running(started())
+    assert.are.equal(1, #alive, agents_log())
+    helpers.kill(alive[1])
+    same_output(dir, drv)
+    assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
   end)
 
-  it("takes the master from a sink's options and from gleam.config", function()
-    local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/job.lua", [[
-local gleam = require "gleam"
-local before = #(io.open(arg[2]):read("*a"))
-local rows = gleam.flow("x"):range(1, 50):map(function(x) return x % 5, x end)
-  :reduce_by_key(function(a, b) return a + b end):sort_by(1)
-for _, r in ipairs(rows:collect{ master = arg[1] }) do print(r[1], r[2]) end
-gleam.config.master = arg[1]
-print(rows:count())
-local after = #(io.open(arg[2]):read("*a"))
-print(after > before and "ran on the agent" or "ran locally")
-]])
-    local r = helpers.gleam({ "run", "job.lua", cluster.master.addr, cluster.agents[1].log }, dir)
-    assert.are.equal(0, r.status, shown(r))
-    assert.are.equal("0\t275\n1\t235\n2\t245\n3\t255\n4\t265\n5\nran on the agent\n", r.stdout)
+  -- These two change the cluster: they come last.
+  it("runs the tasks of an agent killed mid-job on the others, with the same output", function()
+    local dir, drv, started = slow_job()
+    local alive = running(started())
+    assert.are.equal(1, #alive, agents_log())
+    helpers.kill(alive[1].agent)
+    same_output(dir, drv)
+    -- its orphaned executor ends when it finds its channel gone
+    assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end))
+    helpers.kill(alive[1])
+  end)
+
+  it("finishes a job whose master is killed mid-job", function()
+    local dir, drv = slow_job()
+    helpers.kill(cluster.master)
+    same_output(dir, drv)
   end)
 
   it("says why when the master can't be reached, and checks --master", function()
