@@ -11,12 +11,15 @@
 #include "task.h"
 
 #include <errno.h>
+#include <lauxlib.h>
+#include <luajit.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define NFIELDS 12
+#define NFIELDS 13
 
 /* A reader over msgpack bytes; the first malformed value sets bad and
  * every later read returns zero. */
@@ -65,9 +68,40 @@ static uint32_t get_array(cur *c)
     return head(c, &h, GL_MPK_ARRAY) ? h.n : 0;
 }
 
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud)
+{
+    gl_buf *b = ud;
+    return b->len < 5 ? gl_buf_append(b, p, n) : 0;
+}
+
+/* LuaJIT's bytecode header (lj_bcdump.h): "\33LJ", a version byte, then
+ * flags, of which byte order (1) and the GC64 layout (8) must match for
+ * bytecode to load; gleam.executor checks the same for function tasks. */
+void gl_stage_luajit(char *out, size_t max)
+{
+    int version = 0, flags = 0;
+    lua_State *L = luaL_newstate();
+    gl_buf b = {0};
+    if (L && !luaL_loadstring(L, "return 0")) {
+        lua_dump(L, dump_writer, &b);
+        if (b.len >= 5 && !memcmp(b.data, "\33LJ", 3)) {
+            version = b.data[3];
+            flags = b.data[4] & 9;
+        }
+    }
+    if (L)
+        lua_close(L);
+    gl_buf_free(&b);
+    snprintf(out, max, "%s (bytecode version %d, %s%s)", LUAJIT_VERSION, version, flags & 1 ? "big-endian, " : "",
+             flags & 8 ? "GC64" : "no GC64");
+}
+
 int gl_stage_task_encode(gl_buf *b, const gl_stage_task *t)
 {
+    char lj[128];
+    gl_stage_luajit(lj, sizeof lj);
     int rc = gl_mpk_put_array(b, NFIELDS) || gl_mpk_put_str(b, GL_STAGE_MAGIC, strlen(GL_STAGE_MAGIC)) ||
+             gl_mpk_put_str(b, lj, strlen(lj)) ||
              gl_mpk_put_str(b, t->plan, t->nplan) || gl_mpk_put_uint(b, (uint64_t)t->target) ||
              gl_mpk_put_uint(b, t->workers) || gl_mpk_put_uint(b, t->stage) || gl_mpk_put_uint(b, t->task) ||
              gl_mpk_put_str(b, t->dir, t->ndir) || gl_mpk_put_str(b, t->bounds, t->nbounds) ||
@@ -172,10 +206,16 @@ int gl_stage_exec(const uint8_t *payload, size_t n, const char *lua_path, const 
                   gl_err *err)
 {
     cur c = {payload, payload + n, false};
-    size_t len, nplan, ndir, nbounds;
+    size_t len, nplan, ndir, nbounds, nlj;
     if (get_array(&c) != NFIELDS)
         c.bad = true;
     get_bytes(&c, &len);
+    const uint8_t *lj = get_bytes(&c, &nlj);
+    char mine[128];
+    gl_stage_luajit(mine, sizeof mine);
+    if (!c.bad && (nlj != strlen(mine) || memcmp(lj, mine, nlj)))
+        return gl_err_set(err, GL_EINVAL, "executor: task refused: its bytecode is from %.*s, this executor runs %s",
+                          (int)(nlj > 200 ? 200 : nlj), (const char *)lj, mine);
     const uint8_t *plan_bytes = get_bytes(&c, &nplan);
     int target = (int)get_uint(&c, INT32_MAX);
     uint32_t workers = (uint32_t)get_uint(&c, 1u << 20);

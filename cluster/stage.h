@@ -15,10 +15,13 @@
  * payloads are the only thing that changes.
  *
  * Task payload, a msgpack array:
- *   ["gleam-stage", plan, target, workers, stage, task, dir, bounds,
+ *   ["gleam-stage", luajit, plan, target, workers, stage, task, dir, bounds,
  *    [bound_off...], width0, width1, [[stage, part, nrows, rows]...]]
  * Result payload: [[[nrows, rows] per partition], [key...], width, skipped]
- * where rows are whole msgpack rows back to back, as store.h chunks hold. */
+ * where rows are whole msgpack rows back to back, as store.h chunks hold,
+ * and luajit names the driver's LuaJIT and the kind of bytecode it makes
+ * (gl_stage_luajit): an executor whose LuaJIT makes another kind refuses
+ * the task naming both, rather than load the plan's functions. */
 #ifndef GL_CLUSTER_STAGE_H
 #define GL_CLUSTER_STAGE_H
 
@@ -58,6 +61,10 @@ int gl_stage_task_encode(gl_buf *out, const gl_stage_task *t);
 /* True when a task payload is a stage task (else: a function call, which
  * gleam.executor runs). */
 int gl_stage_task_is(const uint8_t *p, size_t n);
+
+/* This process's LuaJIT and its bytecode kind, for people:
+ * "LuaJIT 2.1.0-beta3 (bytecode version 2, GC64)". */
+void gl_stage_luajit(char *out, size_t max);
 
 /* `gleam executor`'s run of a stage task: payload in, result payload in
  * *out (caller frees). lua_path/lua_cpath: what its worker's Lua state
