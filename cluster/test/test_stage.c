@@ -27,16 +27,26 @@ static gl_plan *plan(int *target)
     return p;
 }
 
-static void encode(gl_buf *payload, gl_plan *p, int target, uint32_t task, char *cwd)
+static void encode(gl_buf *payload, gl_plan *p, int target, uint32_t task)
 {
     gl_buf pb = {0};
     gl_err err = {0};
+    char cwd[4096];
     REQUIRE(gl_plan_encode(p, &pb, &err) == 0);
-    REQUIRE(getcwd(cwd, 4096));
+    REQUIRE(getcwd(cwd, sizeof cwd));
     gl_stage_task t = {.plan = pb.data, .nplan = pb.len, .target = target, .workers = 2, .stage = 0,
                        .task = task, .dir = cwd, .ndir = strlen(cwd)};
     REQUIRE(gl_stage_task_encode(payload, &t) == 0);
     gl_buf_free(&pb);
+}
+
+/* Task `task` of the plan above, as the driver sends it. */
+static void task_payload(gl_buf *payload, uint32_t task)
+{
+    int target;
+    gl_plan *p = plan(&target);
+    encode(payload, p, target, task);
+    gl_plan_free(p);
 }
 
 static void part_bytes(const gl_output *o, uint32_t part, gl_buf *out)
@@ -60,10 +70,9 @@ TEST(runs_as_locally)
     gl_output *local = NULL;
     REQUIRE(gl_engine_run(e, p, target, NULL, &local, NULL, &err) == 0);
     gl_output *o = gl_output_new(local->nparts, local->ntasks, NULL, false);
-    char cwd[4096];
     for (uint32_t i = 0; i < local->ntasks; i++) {
         gl_buf payload = {0}, result = {0};
-        encode(&payload, p, target, i, cwd);
+        encode(&payload, p, target, i);
         CHECK(gl_stage_task_is(payload.data, payload.len));
         int rc = gl_stage_exec(payload.data, payload.len, getenv("LUA_PATH"), NULL, &result, &err);
         CHECK_EQ(0, rc);
@@ -94,11 +103,8 @@ TEST(runs_as_locally)
 
 TEST(other_luajit_refused)
 {
-    int target;
-    gl_plan *p = plan(&target);
     gl_buf payload = {0}, result = {0};
-    char cwd[4096];
-    encode(&payload, p, target, 0, cwd);
+    task_payload(&payload, 0);
     uint8_t *at = memmem(payload.data, payload.len, "LuaJIT", 6);
     REQUIRE(at);
     at[5] = 'X';
@@ -110,16 +116,12 @@ TEST(other_luajit_refused)
     CHECK(strstr(err.msg, mine));
     CHECK_EQ(0u, result.len);
     gl_buf_free(&payload);
-    gl_plan_free(p);
 }
 
 TEST(truncations_refused)
 {
-    int target;
-    gl_plan *p = plan(&target);
     gl_buf payload = {0}, result = {0};
-    char cwd[4096];
-    encode(&payload, p, target, 1, cwd);
+    task_payload(&payload, 1);
     gl_err err = {0};
     REQUIRE(gl_stage_exec(payload.data, payload.len, getenv("LUA_PATH"), NULL, &result, &err) == 0);
     for (size_t n = 0; n < payload.len; n++) {
@@ -152,7 +154,6 @@ TEST(truncations_refused)
     gl_output_free(o);
     gl_buf_free(&payload);
     gl_buf_free(&result);
-    gl_plan_free(p);
 }
 
 TEST_MAIN(T(runs_as_locally), T(other_luajit_refused), T(truncations_refused))
