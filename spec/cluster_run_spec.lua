@@ -277,6 +277,17 @@ out:close()
     assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
   end)
 
+  -- (SIGTERM: a background process of the spec's shell ignores SIGINT)
+  it("stops a job's executors when its driver is stopped", function()
+    local _, drv, started = slow_job()
+    local alive = running(started())
+    assert.are.equal(1, #alive, agents_log())
+    helpers.kill(drv, "TERM")
+    assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end), agents_log())
+    assert.truthy(agents_log():find("killed its executor %(pid " .. alive[1].pid .. "%): its driver is gone"),
+      agents_log())
+  end)
+
   -- These two change the cluster: they come last.
   it("runs the tasks of an agent killed mid-job on the others, with the same output", function()
     local dir, drv, started = slow_job()
