@@ -112,7 +112,11 @@ int gl_executor_main(lua_State *L, int argc, char **argv)
         lua_getfield(L, -1, "path");
         lua_getfield(L, -2, "cpath");
         gl_err terr = {0};
-        int trc = gl_stage_exec(task.payload, task.npayload, lua_tostring(L, -2), lua_tostring(L, -1), &result, &terr);
+        /* the agent's share of its memory for each executor (agent.c) */
+        const char *mem = getenv("GLEAM_EXECUTOR_MEMORY");
+        uint64_t budget = mem ? strtoull(mem, NULL, 10) : 0;
+        int trc = gl_stage_exec(task.payload, task.npayload, budget, lua_tostring(L, -2), lua_tostring(L, -1),
+                                &result, &terr);
         lua_pop(L, 3);
         done.ok = trc == 0;
         if (done.ok) {

@@ -202,8 +202,8 @@ static int encode_result(gl_buf *b, gl_task *t, gl_err *err)
     return rc ? gl_err_set(err, GL_ENOMEM, "executor: out of memory") : 0;
 }
 
-int gl_stage_exec(const uint8_t *payload, size_t n, const char *lua_path, const char *lua_cpath, gl_buf *out,
-                  gl_err *err)
+int gl_stage_exec(const uint8_t *payload, size_t n, uint64_t memory, const char *lua_path, const char *lua_cpath,
+                  gl_buf *out, gl_err *err)
 {
     cur c = {payload, payload + n, false};
     size_t len, nplan, ndir, nbounds, nlj;
@@ -276,7 +276,7 @@ int gl_stage_exec(const uint8_t *payload, size_t n, const char *lua_path, const 
     }
     st->width[0] = w0;
     st->width[1] = w1;
-    if (!(run.store = gl_store_new(0, NULL, 1, err))) {
+    if (!(run.store = gl_store_new(memory, NULL, 1, err))) {
         rc = err->code ? err->code : GL_ENOMEM;
         goto out;
     }

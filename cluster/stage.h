@@ -67,11 +67,12 @@ int gl_stage_task_is(const uint8_t *p, size_t n);
 void gl_stage_luajit(char *out, size_t max);
 
 /* `gleam executor`'s run of a stage task: payload in, result payload in
- * *out (caller frees). lua_path/lua_cpath: what its worker's Lua state
+ * *out (caller frees). memory: the budget of its store (0: half the RAM;
+ * see store.h), which spills under $TMPDIR. lua_path/lua_cpath: what its worker's Lua state
  * searches. 0, or an error with the task's message in err (a Lua error
  * reads as it does in local mode). */
-int gl_stage_exec(const uint8_t *payload, size_t n, const char *lua_path, const char *lua_cpath, gl_buf *out,
-                  gl_err *err);
+int gl_stage_exec(const uint8_t *payload, size_t n, uint64_t memory, const char *lua_path, const char *lua_cpath,
+                  gl_buf *out, gl_err *err);
 
 /* The driver's side of a result: appends its partitions to column `task`
  * of o (which has the stage's nparts) and puts its key sample, widest row

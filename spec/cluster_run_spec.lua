@@ -68,6 +68,18 @@ local function sorted_lines(s)
   return table.concat(t, "\n")
 end
 
+-- The head of a job whose map, napping(x, at), sleeps 1.5 s on row `at`.
+local NAPPING = [[
+local gleam = require "gleam"
+local ffi = require "ffi"
+local function napping(x, at)
+  if x == at then
+    pcall(ffi.cdef, "int poll(void *fds, unsigned long n, int timeout);")
+    ffi.C.poll(nil, 0, 1500)
+  end
+end
+]]
+
 describe("gleam run --master", function()
   setup(function() cluster = start() end)
   teardown(function()
@@ -220,14 +232,9 @@ print(after > before and "ran on the agent" or "ran locally")
   -- executors started since (pid and the agent that started it).
   local function slow_job()
     local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/job.lua", [[
-local gleam = require "gleam"
-local ffi = require "ffi"
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
 local rows = gleam.flow("slow"):range(1, 600):map(function(x)
-  if x == 300 then
-    pcall(ffi.cdef, "int poll(void *fds, unsigned long n, int timeout);")
-    ffi.C.poll(nil, 0, 1500)
-  end
+  napping(x, 300)
   return x % 10, x
 end):reduce_by_key(function(a, b) return a + b end):sort_by(1):collect()
 local out = assert(io.open(arg[1], "w"))
@@ -275,6 +282,35 @@ out:close()
     helpers.kill(alive[1])
     same_output(dir, drv)
     assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
+  end)
+
+  it("gives each executor its agent's memory over its cores, and spills under the agent's --dir", function()
+    local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" })
+    m.addr = helpers.listening(m)
+    local adir = helpers.tmpdir() .. "/agent"
+    local a = helpers.spawn({ "agent", "--master", m.addr, "--listen", "127.0.0.1:0", "--cores", "2",
+      "--memory", "8M", "--dir", adir, "--heartbeat", HB })
+    helpers.listening(a)
+    assert.truthy(helpers.wait_for(10, function() return (helpers.read_file(m.log) or ""):find("registered") end))
+    local dir = helpers.tmpdir()
+    -- 2 tasks of ~3 MB each: past half of a 4 MiB executor budget, not of
+    -- 8 MiB; the last row naps, so the spill can be seen
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+local n = gleam.flow("big"):range(1, 60000):map(function(x)
+  napping(x, 60000)
+  return x, ("y"):rep(100)
+end):count()
+print(n)
+]])
+    local drv = helpers.spawn({ "run", "--master", m.addr, dir .. "/job.lua" })
+    local spilled = helpers.wait_for(10, function()
+      return helpers.sh("ls " .. helpers.quote(adir .. "/tmp") .. "/gleam-*/data.mdb 2>/dev/null"):find("data.mdb", 1, true)
+    end)
+    assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
+    assert.are.equal("60000\n", helpers.read_file(drv.log))
+    assert.truthy(spilled, "no executor store spilled under " .. adir .. "/tmp")
+    -- and the executor removed it when done
+    assert.are.equal("", helpers.sh("ls -A " .. helpers.quote(adir .. "/tmp")))
   end)
 
   -- (SIGTERM: a background process of the spec's shell ignores SIGINT)

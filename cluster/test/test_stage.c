@@ -74,7 +74,7 @@ TEST(runs_as_locally)
         gl_buf payload = {0}, result = {0};
         encode(&payload, p, target, i);
         CHECK(gl_stage_task_is(payload.data, payload.len));
-        int rc = gl_stage_exec(payload.data, payload.len, getenv("LUA_PATH"), NULL, &result, &err);
+        int rc = gl_stage_exec(payload.data, payload.len, 0, getenv("LUA_PATH"), NULL, &result, &err);
         CHECK_EQ(0, rc);
         if (rc)
             fprintf(stderr, "  %s\n", err.msg);
@@ -109,7 +109,7 @@ TEST(other_luajit_refused)
     REQUIRE(at);
     at[5] = 'X';
     gl_err err = {0};
-    CHECK_EQ(GL_EINVAL, gl_stage_exec(payload.data, payload.len, getenv("LUA_PATH"), NULL, &result, &err));
+    CHECK_EQ(GL_EINVAL, gl_stage_exec(payload.data, payload.len, 0, getenv("LUA_PATH"), NULL, &result, &err));
     char mine[128];
     gl_stage_luajit(mine, sizeof mine);
     CHECK(strstr(err.msg, "executor: task refused: its bytecode is from LuaJIX"));
@@ -123,14 +123,14 @@ TEST(truncations_refused)
     gl_buf payload = {0}, result = {0};
     task_payload(&payload, 1);
     gl_err err = {0};
-    REQUIRE(gl_stage_exec(payload.data, payload.len, getenv("LUA_PATH"), NULL, &result, &err) == 0);
+    REQUIRE(gl_stage_exec(payload.data, payload.len, 0, getenv("LUA_PATH"), NULL, &result, &err) == 0);
     for (size_t n = 0; n < payload.len; n++) {
         /* a copy of exactly n bytes, so ASan sees a read past them */
         uint8_t *cut = malloc(n ? n : 1);
         memcpy(cut, payload.data, n);
         gl_buf out = {0};
         gl_err e = {0};
-        CHECK(gl_stage_exec(cut, n, getenv("LUA_PATH"), NULL, &out, &e) != 0);
+        CHECK(gl_stage_exec(cut, n, 0, getenv("LUA_PATH"), NULL, &out, &e) != 0);
         CHECK(e.msg[0] != 0);
         gl_buf_free(&out);
         free(cut);
