@@ -16,13 +16,17 @@
  * that says how it ended. When the driver's connection ends, its queued
  * tasks are dropped and its executors killed.
  *
- * Stores and shard serving (issue 7, later steps) are not here yet: stored
- * bytes are 0. */
+ * An executor's own store (a stage task's output, its spills) gets this
+ * agent's --memory over --cores as its budget, and spills under DIR/tmp.
+ * Stores and shard serving between agents (issue 7, later steps) are not
+ * here yet: stored bytes are 0. */
+#define _GNU_SOURCE
 #include "cluster.h"
 
 #include "conn.h"
 #include "log.h"
 #include "opt.h"
+#include "task.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -49,7 +53,9 @@ static const char USAGE[] =
     "                        picks a free one, logged at start)\n"
     "  --cores N             executor slots: executors run at once (default: the\n"
     "                        CPUs this process may use)\n"
-    "  --memory SIZE         store memory, e.g. 512M or 16G (default: half the RAM)\n"
+    "  --memory SIZE         store memory, e.g. 512M or 16G (default: half the RAM);\n"
+    "                        each executor's budget is SIZE / --cores, and it\n"
+    "                        spills to LMDB under DIR/tmp past it\n"
     "  --heartbeat SECONDS   heartbeat interval, 0.05 to 60 (default 1)\n"
     "  --secret-file FILE    the cluster's shared secret (default: the environment\n"
     "                        variable GLEAM_SECRET); without one, only a loopback\n"
@@ -88,7 +94,39 @@ static struct {
     gl_exec *running;
     uint32_t nrunning;
     char exe[4096];                   /* this program, which executors run */
+    char **exec_env;                  /* the executors' environment (exec_env_make) */
 } A;
+
+extern char **environ;
+
+/* The executors' environment: ours, with TMPDIR set to DIR/tmp (where an
+ * executor's store spills; cleared at start, as a killed executor leaves
+ * its files) and GLEAM_EXECUTOR_MEMORY to this agent's memory over its
+ * cores, so executors running at once keep within --memory together.
+ * 0, or an error in err. */
+static int exec_env_make(const char *dir, gl_err *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+    if (gl_save_remove(tmp, err))
+        return err->code;
+    if (mkdir(tmp, 0700) && errno != EEXIST)
+        return gl_err_set(err, GL_EIO, "cannot make %s: %s", tmp, strerror(errno));
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    if (!(A.exec_env = calloc(n + 3, sizeof *A.exec_env)))
+        return gl_err_set(err, GL_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "TMPDIR=", 7) && strncmp(environ[i], "GLEAM_EXECUTOR_MEMORY=", 22))
+            A.exec_env[k++] = environ[i];
+    if (asprintf(&A.exec_env[k++], "TMPDIR=%s", tmp) < 0 ||
+        asprintf(&A.exec_env[k++], "GLEAM_EXECUTOR_MEMORY=%llu",
+                 (unsigned long long)(A.self.memory / (A.self.cores ? A.self.cores : 1))) < 0)
+        return gl_err_set(err, GL_ENOMEM, "out of memory");
+    return 0;
+}
 
 static void start_queued(void);
 
@@ -290,6 +328,7 @@ static void exec_spawn(gl_exec *e)
     memset(&o, 0, sizeof o);
     o.file = A.exe;
     o.args = args;
+    o.env = A.exec_env;
     o.exit_cb = on_exec_exit;
     o.stdio = stdio;
     o.stdio_count = 3;
@@ -506,7 +545,7 @@ int gl_agent_main(int argc, char **argv)
     gl_log_init("agent", getenv("GLEAM_DEBUG") ? GL_LOG_DEBUG : GL_LOG_INFO);
     if (gl_daemon_secret(&A.secret, secret_file, lhost, listen, "agent"))
         return 1;
-    if (make_dir(dir, &err)) {
+    if (make_dir(dir, &err) || exec_env_make(dir, &err)) {
         fprintf(stderr, "gleam agent: %s\n", err.msg);
         return 1;
     }
@@ -543,5 +582,9 @@ int gl_agent_main(int argc, char **argv)
             ;
     }
     gl_loop_drain(&A.loop);
+    for (size_t i = 0; A.exec_env[i]; i++)
+        if (!strncmp(A.exec_env[i], "TMPDIR=", 7) || !strncmp(A.exec_env[i], "GLEAM_EXECUTOR_MEMORY=", 22))
+            free(A.exec_env[i]); /* ours; the rest are environ's */
+    free(A.exec_env);
     return rc;
 }

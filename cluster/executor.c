@@ -7,9 +7,11 @@
  * that prints writes to the agent's log instead of corrupting the channel.
  * No socket and no handshake: only the agent that spawned the executor
  * holds the pipes. The task runs in the driver's kind of Lua state, the
- * one main.c made, through gleam.executor. */
+ * one main.c made: a stage task (stage.h) through the engine's task
+ * runtime, a function call through gleam.executor. */
 #include "cluster.h"
 
+#include "stage.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -103,6 +105,28 @@ int gl_executor_main(lua_State *L, int argc, char **argv)
     done.job = task.job;
     done.task = task.task;
 
+    gl_buf result = {0};
+    if (gl_stage_task_is(task.payload, task.npayload)) {
+        /* a stage task: the engine's task runtime, in C (stage.c) */
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "cpath");
+        gl_err terr = {0};
+        /* the agent's share of its memory for each executor (agent.c) */
+        const char *mem = getenv("GLEAM_EXECUTOR_MEMORY");
+        uint64_t budget = mem ? strtoull(mem, NULL, 10) : 0;
+        int trc = gl_stage_exec(task.payload, task.npayload, budget, lua_tostring(L, -2), lua_tostring(L, -1),
+                                &result, &terr);
+        lua_pop(L, 3);
+        done.ok = trc == 0;
+        if (done.ok) {
+            done.payload = result.data;
+            done.npayload = result.len;
+        } else {
+            snprintf(done.text, sizeof done.text, "%.*s", (int)sizeof done.text - 1, terr.msg);
+        }
+        goto send;
+    }
     lua_getglobal(L, "require");
     lua_pushstring(L, "gleam.executor");
     if (lua_pcall(L, 1, 1, 0)) {
@@ -125,6 +149,7 @@ int gl_executor_main(lua_State *L, int argc, char **argv)
             }
         }
     }
+send:;
     gl_buf b = {0};
     int rc = gl_wire_encode(&b, &done, &err);
     if (rc) {
@@ -138,6 +163,7 @@ int gl_executor_main(lua_State *L, int argc, char **argv)
     if (!rc && write_all(out, b.data, b.len))
         fprintf(stderr, "gleam executor: writing the result: %s\n", strerror(errno));
     gl_buf_free(&b);
+    gl_buf_free(&result);
     gl_msg_free(&task);
     close(out);
     return rc ? 1 : 0;

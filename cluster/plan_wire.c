@@ -6,7 +6,8 @@
  *    inputs, paths, rows, nrows]
  * where key is nil (the default key) or [n, field...] (n = GL_KEY_ROW: no
  * fields), ints holds the integer parameters in enum gl_param order, cmd,
- * path and coltypes are strings or nil, fn and rows are byte strings. */
+ * path and coltypes are strings or nil (ints end with GL_P_PERSIST, which
+ * changes where stages are cut, so it must travel), fn and rows are byte strings. */
 #include "plan_wire.h"
 
 #include "mpk.h"
@@ -15,14 +16,14 @@
 #include <string.h>
 
 #define NFIELDS 15
-#define NINTS (GL_P_HINT_ROWS - GL_P_SHARDS + 1)
+#define NINTS (GL_P_PERSIST - GL_P_SHARDS + 1)
 
 /* The integer parameters of s, in enum gl_param order. */
 static void ints_of(const gl_step *s, int64_t *v)
 {
     const int64_t all[NINTS] = {s->shards, s->n, s->from, s->to, s->desc, s->how, s->header,
                                 s->sep, s->types, s->skip_bad, s->format, s->single,
-                                s->hint_bytes, s->hint_rows};
+                                s->hint_bytes, s->hint_rows, s->persist};
     memcpy(v, all, sizeof all);
 }
 

@@ -17,7 +17,7 @@
 #include "err.h"
 #include "plan.h"
 
-#define GL_PLAN_WIRE_VERSION 1
+#define GL_PLAN_WIRE_VERSION 2 /* 2: the persist parameter */
 
 /* Appends the encoding of p to out. 0, GL_ENOMEM, or GL_EINVAL (with the
  * step named in err) for a plan that can't travel. */

@@ -23,9 +23,14 @@ file(GLOB CLUSTER_TESTS ${CMAKE_SOURCE_DIR}/cluster/test/test_*.c)
 foreach(src ${CLUSTER_TESTS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
-  target_link_libraries(${name} PRIVATE gleam_cluster gleam_static PkgConfig::MSGPACK)
+  # The whole engine, its symbols exported: a stage task runs Lua workers,
+  # which find the engine through the FFI (ffi.C), as in the gleam executable.
+  target_link_libraries(${name} PRIVATE gleam_cluster gleam_objects PkgConfig::MSGPACK ${CMAKE_DL_LIBS})
+  set_target_properties(${name} PROPERTIES ENABLE_EXPORTS ON)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/engine/test)
   add_test(NAME c_${name} COMMAND ${name})
+  set_tests_properties(c_${name} PROPERTIES ENVIRONMENT
+    "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;\;")
 endforeach()
 
 find_program(LUAJIT_BIN luajit REQUIRED)

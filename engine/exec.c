@@ -118,8 +118,7 @@ static int cmp_key(const void *x, const void *y, void *arg)
     return c->desc ? -r : r;
 }
 
-/* Picks nparts-1 keys that cut the pooled sample into equal runs. */
-static int set_bounds(gl_stage *next, gl_task *tasks, uint32_t ntasks)
+int gl_stage_bounds(gl_stage *next, const gl_task *tasks, uint32_t ntasks)
 {
     size_t n = 0;
     for (uint32_t i = 0; i < ntasks; i++)
@@ -267,7 +266,7 @@ int gl_engine_run(gl_engine *e, gl_plan *p, int target, atomic_int *cancel, gl_o
             rc = gl_err_set(err, te->code, "%s", te->msg);
         } else if (cancel && atomic_load(cancel)) {
             rc = gl_err_set(err, GL_ECANCEL, "cancelled");
-        } else if (st->sample && s + 1 < run.stages.n && set_bounds(&run.stages.v[s + 1], tasks, st->ntasks)) {
+        } else if (st->sample && s + 1 < run.stages.n && gl_stage_bounds(&run.stages.v[s + 1], tasks, st->ntasks)) {
             rc = gl_err_set(err, GL_ENOMEM, "sort: out of memory");
         } else if (st->on_disk) {
             rc = gl_store_sync(e->store, err);

@@ -74,6 +74,12 @@ int gl_op_emit(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows);
 /* Emits op->out as one batch if it holds at least `min` bytes. */
 int gl_op_flush(gl_opr *op, size_t min);
 
+/* Sets the range bounds of stage next (its RANGE sink): nparts-1 keys that
+ * cut the pooled key samples of the tasks before it into equal runs
+ * (exec.c; the cluster driver calls it with the samples executors sent).
+ * 0, or -1 out of memory. */
+int gl_stage_bounds(gl_stage *next, const gl_task *tasks, uint32_t ntasks);
+
 /* Runs one task to the end; 0 ok, else the task's error is in t->err. */
 int gl_task_run(gl_task *t);
 

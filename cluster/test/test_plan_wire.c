@@ -25,7 +25,7 @@ static bool step_eq(const gl_step *a, const gl_step *b)
               a->key.n == b->key.n && a->shards == b->shards && a->n == b->n && a->from == b->from &&
               a->to == b->to && a->desc == b->desc && a->how == b->how && a->header == b->header &&
               a->sep == b->sep && a->types == b->types && a->skip_bad == b->skip_bad && a->format == b->format &&
-              a->single == b->single && a->hint_bytes == b->hint_bytes && a->hint_rows == b->hint_rows &&
+              a->single == b->single && a->hint_bytes == b->hint_bytes && a->hint_rows == b->hint_rows && a->persist == b->persist &&
               str_eq(a->cmd, b->cmd) && str_eq(a->path, b->path) && str_eq(a->coltypes, b->coltypes) &&
               str_eq(a->cfn, b->cfn) && a->ninputs == b->ninputs && a->npaths == b->npaths &&
               buf_eq(&a->rows, &b->rows) && a->nrows == b->nrows;
@@ -109,6 +109,8 @@ static gl_plan *rich_plan(int *target)
     gl_plan_set_int(p, join, GL_P_HOW, GL_JOIN_OUTER);
     gl_plan_set_int(p, join, GL_P_HINT_BYTES, 1 << 30);
     gl_plan_set_int(p, join, GL_P_HINT_ROWS, 12345);
+    /* persisted: ends its stage, so the stages differ if it is lost */
+    gl_plan_set_int(p, map, GL_P_PERSIST, GL_PERSIST_DISK);
     int uni = gl_plan_step(p, GL_STEP_UNION, map, "union", "job.lua:13");
     gl_plan_add_input(p, uni, dist);
     gl_plan_add_input(p, uni, join);

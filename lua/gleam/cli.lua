@@ -26,10 +26,12 @@ Run `gleam help COMMAND` or `gleam COMMAND --help` for the options of a command.
 
 local RUN_USAGE = [[
 usage: gleam run [--workers N] [--memory SIZE] [--dir DIR] JOB.lua [ARGS...]
+       gleam run --master HOST:PORT [--max-attempts N] JOB.lua [ARGS...]
 
-Runs the Lua flow in JOB.lua on all cores of this machine. The script sees
-ARGS in the global table `arg` (arg[0] is JOB.lua) and as `...`, as luajit
-gives them.
+Runs the Lua flow in JOB.lua on all cores of this machine, or with
+--master on the executors of a cluster's agents (same answer). The script
+sees ARGS in the global table `arg` (arg[0] is JOB.lua) and as `...`, as
+luajit gives them.
 
 options:
   -w, --workers N   worker threads (default: one per core)
@@ -38,6 +40,10 @@ options:
                     and sort, group, reduce and join work from disk
   -d, --dir DIR     directory of the on-disk store (default: a temporary
                     one, removed at exit); made if missing, kept after
+  --master HOST:PORT  run on the cluster of the master there (the secret
+                    from GLEAM_SECRET); --workers is then the slots granted
+  --max-attempts N  runs of a failing cluster task before the job fails
+                    (default 3)
   -h, --help        show this help
 ]]
 
@@ -123,6 +129,21 @@ local function run(args)
       return status
     elseif used then
       i = used
+    elseif a == "--master" or a:match("^%-%-master=") then
+      local v = a:match("^%-%-master=(.*)$")
+      if not v then i = i + 1; v = args[i] end
+      if not v or not v:match("^.+:%d+$") then
+        return usage_error("--master needs HOST:PORT, got " .. tostring(v), RUN_USAGE)
+      end
+      gleam.config.master = v
+    elseif a == "--max-attempts" or a:match("^%-%-max%-attempts=") then
+      local v = a:match("^%-%-max%-attempts=(.*)$")
+      if not v then i = i + 1; v = args[i] end
+      local n = tonumber(v)
+      if not n or n < 1 or n ~= math.floor(n) or n > 100 then
+        return usage_error("--max-attempts needs a whole number from 1 to 100, got " .. tostring(v), RUN_USAGE)
+      end
+      gleam.config.max_attempts = n
     elseif a == "--" then
       i = i + 1
       break

@@ -645,13 +645,22 @@ end
 -- Runs the flow up to this dataset; returns the output (a gl_output*).
 local function execute(ds, opts)
   opts = opts or {}
-  if opts.master then usererror("run: cluster mode (master) is not available yet") end
-  local e = get_engine(opts)
+  local master = opts.master or gleam.config.master
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
-  set_progress(e)
-  local rc = C.gl_engine_run(e, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
+  local rc
+  if master then
+    if type(master) ~= "string" then argerror("run", "master (\"host:port\")", type(master)) end
+    local run = core.cluster_run()
+    if not run then usererror("run: cluster mode (master) needs the gleam executable (gleam run --master)") end
+    local attempts = check_count("run", "max_attempts", opts.max_attempts or gleam.config.max_attempts, 1) or 0
+    rc = run(master, attempts, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
+  else
+    local e = get_engine(opts)
+    set_progress(e)
+    rc = C.gl_engine_run(e, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
+  end
   if rc ~= 0 then error(ffi.string(err.msg), 0) end
   if stats.skipped > 0 then
     io.stderr:write(string.format("gleam: warning: skipped %d malformed input lines\n", tonumber(stats.skipped)))

@@ -1,0 +1,358 @@
+-- cluster_run_spec: `gleam run --master` against a master and three agents,
+-- real processes on free loopback ports. Every job runs twice, locally and
+-- on the cluster, and the outputs must match: byte for byte where the flow
+-- orders its rows (the examples, sort_by, top), as multisets otherwise.
+-- Then the failures: a Lua error fails the job with local mode's message
+-- after --max-attempts runs; an executor killed with SIGKILL mid-task, an
+-- agent killed mid-job and the master killed mid-job leave the output as
+-- it would have been.
+local helpers = require "helpers"
+
+local HB = "0.2" -- agents' heartbeat: granted slots come back this fast
+
+local cluster -- { master, agents }
+
+local function start()
+  local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" })
+  m.addr = helpers.listening(m)
+  local agents = {}
+  for i = 1, 3 do
+    local a = helpers.spawn({ "agent", "--master", m.addr, "--listen", "127.0.0.1:0", "--cores", "2",
+      "--dir", helpers.tmpdir() .. "/agent" .. i, "--heartbeat", HB })
+    a.addr = helpers.listening(a)
+    agents[i] = a
+  end
+  assert.truthy(helpers.wait_for(10, function()
+    local log = helpers.read_file(m.log) or ""
+    local n = 0
+    for _ in log:gmatch("agent [%d%.:]+ registered") do n = n + 1 end
+    return n == 3
+  end), "the agents did not register: " .. (helpers.read_file(m.log) or ""))
+  return { master = m, agents = agents }
+end
+
+local function shown(res)
+  return string.format("status %s\nstdout:\n%s\nstderr:\n%s", tostring(res.status), res.stdout, res.stderr)
+end
+
+local function agents_log()
+  local t = {}
+  for _, a in ipairs(cluster.agents) do t[#t + 1] = helpers.read_file(a.log) or "" end
+  return table.concat(t, "\n")
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- Runs `gleam run [extra] JOB ARGS` from dir, locally and with --master.
+local function both(dir, job, args, extra)
+  local function run(pre)
+    local a = { "run" }
+    for _, x in ipairs(pre) do a[#a + 1] = x end
+    a[#a + 1] = job
+    for _, x in ipairs(args or {}) do a[#a + 1] = x end
+    return helpers.gleam(a, dir)
+  end
+  local pre = { "--master", cluster.master.addr }
+  for _, x in ipairs(extra or {}) do pre[#pre + 1] = x end
+  return run({}), run(pre)
+end
+
+local function sorted_lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  table.sort(t)
+  return table.concat(t, "\n")
+end
+
+-- The head of a job whose map, napping(x, at), sleeps 1.5 s on row `at`.
+local NAPPING = [[
+local gleam = require "gleam"
+local ffi = require "ffi"
+local function napping(x, at)
+  if x == at then
+    pcall(ffi.cdef, "int poll(void *fds, unsigned long n, int timeout);")
+    ffi.C.poll(nil, 0, 1500)
+  end
+end
+]]
+
+describe("gleam run --master", function()
+  setup(function() cluster = start() end)
+  teardown(function()
+    helpers.stop_all()
+    helpers.cleanup()
+  end)
+
+  local src = helpers.source_dir
+  local examples = {
+    { "wordcount.lua" },
+    { "wordcount.lua", { "--lua", src .. "/README.md" } },
+    { "sort.lua", { src .. "/README.md" } },
+    { "sort.lua", { "--desc", src .. "/examples/*.lua" } },
+    { "top.lua", { "7", "scores.tsv" } },
+    { "join.lua" },
+    { "csv.lua" },
+    { "pipe.lua" },
+  }
+  for _, e in ipairs(examples) do
+    local name = e[1] .. " " .. table.concat(e[2] or {}, " "):gsub("[^ ]*/", "")
+    it("runs examples/" .. name .. " with local mode's output", function()
+      -- scores for top.lua: "name<TAB>score" lines, ties included
+      local scores = {}
+      for i = 1, 500 do scores[i] = string.format("n%03d\t%d\n", i, i * 37 % 101) end
+      local tsv = helpers.write_file(helpers.tmpdir() .. "/scores.tsv", table.concat(scores))
+      local args = {}
+      for i, a in ipairs(e[2] or {}) do args[i] = a == "scores.tsv" and tsv or a end
+      local loc, clu = both(src, src .. "/examples/" .. e[1], args)
+      assert.are.equal(0, loc.status, shown(loc))
+      assert.are.equal(0, clu.status, shown(clu))
+      assert.truthy(#loc.stdout > 0, shown(loc))
+      assert.are.equal(loc.stdout, clu.stdout)
+    end)
+  end
+
+  it("runs its tasks on the agents' executors", function()
+    local before = count(agents_log(), "executor pid %d+ started")
+    local _, clu = both(src, src .. "/examples/wordcount.lua")
+    assert.are.equal(0, clu.status, shown(clu))
+    local log = agents_log()
+    assert.truthy(count(log, "executor pid %d+ started") > before, log)
+    -- on more than one agent
+    local used = 0
+    for _, a in ipairs(cluster.agents) do
+      if (helpers.read_file(a.log) or ""):find("started", 1, true) then used = used + 1 end
+    end
+    assert.truthy(used >= 2, log)
+  end)
+
+  -- Operator flows: each prints its rows, one per line, fields tab-separated.
+  local prelude = [[
+local gleam = require "gleam"
+local function show(rows)
+  for _, r in ipairs(rows) do
+    local t = {}
+    for i = 1, r.n do t[i] = type(r[i]) == "table" and "{" .. table.concat(r[i], ",") .. "}" or tostring(r[i]) end
+    print(table.concat(t, "\t"))
+  end
+end
+local f = gleam.flow("ops")
+local nums = f:range(1, 3000)
+]]
+  local flows = {
+    { "map and filter", false, [[show(nums:map(function(x) return x, x * x % 97 end)
+      :filter(function(x, y) return y % 3 ~= 0 end):collect())]] },
+    { "reduce_by_key", false, [[show(nums:map(function(x) return x % 37, x end)
+      :reduce_by_key(function(a, b) return a + b end):collect())]] },
+    { "reduce_by_key with built-ins over text", false, [[show(f:text("words.txt"):flatmap(gleam.fn.words)
+      :reduce_by_key(gleam.fn.count):collect())]] },
+    { "group_by_key", false, [[show(nums:map(function(x) return x % 11, x end):group_by_key()
+      :map(function(k, vs) local n, s = 0, 0 for _, v in ipairs(vs) do n = n + 1 s = s + v end return k, n, s end)
+      :collect())]] },
+    { "join", false, [[local a = nums:map(function(x) return x % 50, x end)
+      local b = f:range(1, 40):map(function(x) return x, "b" .. x end)
+      show(a:join(b):collect())]] },
+    { "left join", false, [[local a = nums:map(function(x) return x % 50, x end)
+      local b = f:range(1, 40):map(function(x) return x, "b" .. x end)
+      show(a:join(b, { how = "left" }):collect())]] },
+    { "sort_by", true, [[show(nums:map(function(x) return (x * 7919) % 10007, x end):sort_by(1):collect())]] },
+    { "sort_by descending", true, [[show(nums:map(function(x) return (x * 7919) % 10007, x end)
+      :sort_by(1, { desc = true }):collect())]] },
+    { "top", true, [[show(nums:map(function(x) return (x * 31) % 1009, x end):top(15, { by = 1 }):collect())]] },
+    { "distinct", false, [[show(nums:map(function(x) return x % 101 end):distinct():collect())]] },
+    { "union", false, [[show(nums:filter(function(x) return x % 7 == 0 end)
+      :union(f:range(1, 20), nums:filter(function(x) return x > 2990 end)):collect())]] },
+    { "printf and count", true, [[nums:filter(function(x) return x % 500 == 0 end):sort_by(1):printf("%d\n"):run()
+      print(nums:count())]] },
+  }
+  for _, fl in ipairs(flows) do
+    it("runs " .. fl[1] .. " with local mode's rows" .. (fl[2] and " in order" or ""), function()
+      local dir = helpers.tmpdir()
+      helpers.write_file(dir .. "/job.lua", prelude .. fl[3] .. "\n")
+      local words = {}
+      for i = 1, 2000 do words[i] = ("w" .. (i * 13 % 97)) .. (i % 9 == 0 and "\n" or " ") end
+      helpers.write_file(dir .. "/words.txt", table.concat(words))
+      local loc, clu = both(dir, "job.lua")
+      assert.are.equal(0, loc.status, shown(loc))
+      assert.are.equal(0, clu.status, shown(clu))
+      assert.truthy(#loc.stdout > 0, shown(loc))
+      if fl[2] then
+        assert.are.equal(loc.stdout, clu.stdout)
+      else
+        assert.are.equal(sorted_lines(loc.stdout), sorted_lines(clu.stdout))
+      end
+    end)
+  end
+
+  it("fails a job whose Lua raises with local mode's message, after --max-attempts runs", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", [[
+local gleam = require "gleam"
+gleam.flow("e"):range(1, 100):map(function(x)
+  if x == 42 then error("no 42 here") end
+  return x
+end):collect()
+]])
+    local before = count(agents_log(), "failed: map %(job.lua:2%)")
+    local loc, clu = both(dir, "job.lua", nil, { "--max-attempts", "2" })
+    assert.are.equal(1, loc.status, shown(loc))
+    assert.are.equal("gleam: map (job.lua:2): job.lua:3: no 42 here; row (42)\n", loc.stderr)
+    assert.are.equal(1, clu.status, shown(clu))
+    assert.are.equal(loc.stderr, clu.stderr)
+    assert.are.equal("", clu.stdout)
+    assert.truthy(helpers.wait_for(3, function()
+      return count(agents_log(), "failed: map %(job.lua:2%)") - before == 2
+    end), agents_log())
+  end)
+
+  it("takes the master from a sink's options and from gleam.config", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", [[
+local gleam = require "gleam"
+local before = #(io.open(arg[2]):read("*a"))
+local rows = gleam.flow("x"):range(1, 50):map(function(x) return x % 5, x end)
+  :reduce_by_key(function(a, b) return a + b end):sort_by(1)
+for _, r in ipairs(rows:collect{ master = arg[1] }) do print(r[1], r[2]) end
+gleam.config.master = arg[1]
+print(rows:count())
+local after = #(io.open(arg[2]):read("*a"))
+print(after > before and "ran on the agent" or "ran locally")
+]])
+    local r = helpers.gleam({ "run", "job.lua", cluster.master.addr, cluster.agents[1].log }, dir)
+    assert.are.equal(0, r.status, shown(r))
+    assert.are.equal("0\t275\n1\t235\n2\t245\n3\t255\n4\t265\n5\nran on the agent\n", r.stdout)
+  end)
+
+  -- A job one task of which naps 1.5 s on row 300 each time it runs: long
+  -- enough to kill something under it. Runs it locally, then starts it on
+  -- the cluster; returns dir, the driver, and a function that lists the
+  -- executors started since (pid and the agent that started it).
+  local function slow_job()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+local rows = gleam.flow("slow"):range(1, 600):map(function(x)
+  napping(x, 300)
+  return x % 10, x
+end):reduce_by_key(function(a, b) return a + b end):sort_by(1):collect()
+local out = assert(io.open(arg[1], "w"))
+for _, r in ipairs(rows) do out:write(r[1], "\t", r[2], "\n") end
+out:close()
+]])
+    local loc = helpers.gleam({ "run", "job.lua", dir .. "/local.out" }, dir)
+    assert.are.equal(0, loc.status, shown(loc))
+    local logs_before = {}
+    for i, a in ipairs(cluster.agents) do logs_before[i] = #(helpers.read_file(a.log) or "") end
+    local function started()
+      local execs = {}
+      for i, a in ipairs(cluster.agents) do
+        local log = (helpers.read_file(a.log) or ""):sub(logs_before[i] + 1)
+        for pid in log:gmatch("executor pid (%d+) started") do execs[#execs + 1] = { pid = tonumber(pid), agent = a } end
+      end
+      return execs
+    end
+    local drv = helpers.spawn({ "run", "--master", cluster.master.addr, dir .. "/job.lua", dir .. "/cluster.out" })
+    assert.truthy(helpers.wait_for(10, function() return #started() > 0 end), agents_log())
+    helpers.sleep_ms(600) -- the quick tasks are done; the napping one is not
+    return dir, drv, started
+  end
+
+  -- The executors of the list still running (the napping one).
+  local function running(execs)
+    local alive = {}
+    for _, e in ipairs(execs) do
+      local cmd = helpers.read_file("/proc/" .. e.pid .. "/cmdline") or ""
+      if helpers.alive(e) and cmd:find("executor", 1, true) then alive[#alive + 1] = e end
+    end
+    return alive
+  end
+
+  local function same_output(dir, drv)
+    assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
+    assert.are.equal(helpers.read_file(dir .. "/local.out"), helpers.read_file(dir .. "/cluster.out"),
+      helpers.read_file(drv.log))
+  end
+
+  it("runs a task again when its executor is killed, with the same output", function()
+    local dir, drv, started = slow_job()
+    local alive = running(started())
+    assert.are.equal(1, #alive, agents_log())
+    helpers.kill(alive[1])
+    same_output(dir, drv)
+    assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
+  end)
+
+  it("gives each executor its agent's memory over its cores, and spills under the agent's --dir", function()
+    local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" })
+    m.addr = helpers.listening(m)
+    local adir = helpers.tmpdir() .. "/agent"
+    local a = helpers.spawn({ "agent", "--master", m.addr, "--listen", "127.0.0.1:0", "--cores", "2",
+      "--memory", "8M", "--dir", adir, "--heartbeat", HB })
+    helpers.listening(a)
+    assert.truthy(helpers.wait_for(10, function() return (helpers.read_file(m.log) or ""):find("registered") end))
+    local dir = helpers.tmpdir()
+    -- 2 tasks of ~3 MB each: past half of a 4 MiB executor budget, not of
+    -- 8 MiB; the last row naps, so the spill can be seen
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+local n = gleam.flow("big"):range(1, 60000):map(function(x)
+  napping(x, 60000)
+  return x, ("y"):rep(100)
+end):count()
+print(n)
+]])
+    local drv = helpers.spawn({ "run", "--master", m.addr, dir .. "/job.lua" })
+    local spilled = helpers.wait_for(10, function()
+      return helpers.sh("ls " .. helpers.quote(adir .. "/tmp") .. "/gleam-*/data.mdb 2>/dev/null"):find("data.mdb", 1, true)
+    end)
+    assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
+    assert.are.equal("60000\n", helpers.read_file(drv.log))
+    assert.truthy(spilled, "no executor store spilled under " .. adir .. "/tmp")
+    -- and the executor removed it when done
+    assert.are.equal("", helpers.sh("ls -A " .. helpers.quote(adir .. "/tmp")))
+  end)
+
+  -- (SIGTERM: a background process of the spec's shell ignores SIGINT)
+  it("stops a job's executors when its driver is stopped", function()
+    local _, drv, started = slow_job()
+    local alive = running(started())
+    assert.are.equal(1, #alive, agents_log())
+    helpers.kill(drv, "TERM")
+    assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end), agents_log())
+    assert.truthy(agents_log():find("killed its executor %(pid " .. alive[1].pid .. "%): its driver is gone"),
+      agents_log())
+  end)
+
+  -- These two change the cluster: they come last.
+  it("runs the tasks of an agent killed mid-job on the others, with the same output", function()
+    local dir, drv, started = slow_job()
+    local alive = running(started())
+    assert.are.equal(1, #alive, agents_log())
+    helpers.kill(alive[1].agent)
+    same_output(dir, drv)
+    -- its orphaned executor ends when it finds its channel gone
+    assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end))
+    helpers.kill(alive[1])
+  end)
+
+  it("finishes a job whose master is killed mid-job", function()
+    local dir, drv = slow_job()
+    helpers.kill(cluster.master)
+    same_output(dir, drv)
+  end)
+
+  it("says why when the master can't be reached, and checks --master", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", 'require("gleam").flow("x"):range(1, 3):collect()\n')
+    local r = helpers.gleam({ "run", "--master", "127.0.0.1:1", "job.lua" }, dir)
+    assert.are.equal(1, r.status)
+    assert.truthy(r.stderr:find("gleam: cluster: cannot get executor slots from the master at 127.0.0.1:1: ", 1, true),
+      r.stderr)
+    r = helpers.gleam({ "run", "--master", "nowhere", "job.lua" }, dir)
+    assert.are.equal(2, r.status)
+    assert.truthy(r.stderr:find("--master needs HOST:PORT", 1, true), r.stderr)
+    r = helpers.gleam({ "run", "--max-attempts", "0", "job.lua" }, dir)
+    assert.are.equal(2, r.status)
+  end)
+end)
