@@ -115,6 +115,25 @@ describe("gleam run --master", function()
     end)
   end
 
+  it("gleam repl --master runs its jobs there and names the cluster in its banner", function()
+    local res = helpers.gleam({ "repl", "--master", cluster.master.addr, "-e",
+      "io.write(require('gleam.repl').banner())" })
+    assert.are.equal(0, res.status, shown(res))
+    assert.truthy(res.stdout:find("on master " .. cluster.master.addr .. ": 3 agents, 6 cores.", 1, true),
+      res.stdout)
+    local job = "f:range(1, 2000):map(function(x) return x % 7, x end):reduce_by_key(gleam.fn.sum):sort_by(1):collect()"
+    local loc = helpers.gleam({ "repl", "-e", job })
+    local clu = helpers.gleam({ "repl", "--master", cluster.master.addr, "-e", job })
+    assert.are.equal(0, loc.status, shown(loc))
+    assert.are.equal(0, clu.status, shown(clu))
+    assert.truthy(loc.stdout:find("{ 0, 285285 }", 1, true), loc.stdout)
+    assert.are.equal(loc.stdout, clu.stdout)
+    -- a master nobody answers at: the banner says so
+    local bad = helpers.gleam({ "repl", "--master", "127.0.0.1:1", "-e",
+      "local b, why = require('gleam.repl').banner() print(b, why)" })
+    assert.truthy(bad.stdout:find("^nil\tcannot ask master 127.0.0.1:1: "), bad.stdout)
+  end)
+
   it("runs its tasks on the agents' executors", function()
     local before = count(agents_log(), "executor pid %d+ started")
     local _, clu = both(src, src .. "/examples/wordcount.lua")

@@ -228,17 +228,17 @@ describe("gleam repl -e and stdin", function()
     assert.equals("gleam: stdin:2: 'end' expected (to close 'for' at line 1) near '<eof>'\n", res.stderr)
   end)
 
-  it("refuses --master for now, and documents itself", function()
+  it("checks its options and documents itself", function()
     local res = h.gleam { "repl", "--master", "x" }
     assert.equals(2, res.status)
-    assert.truthy(res.stderr:match("^gleam: %-%-master: [^\n]+ yet"), res.stderr)
+    assert.truthy(res.stderr:match("^gleam: %-%-master needs HOST:PORT, got x\n"), res.stderr)
     res = h.gleam { "repl", "--memory", "lots" }
     assert.equals(2, res.status)
     assert.truthy(res.stderr:match("^gleam: %-%-memory: expected a size"), res.stderr)
     has(h.gleam({ "--help" }).stdout, "repl [OPTIONS] [-e CHUNK]")
     local help = h.gleam { "help", "repl" }
     assert.equals(0, help.status)
-    has(help.stdout, "usage: gleam repl [--workers N] [--memory SIZE] [--dir DIR] [-e CHUNK]...")
+    has(help.stdout, "usage: gleam repl [--workers N] [--memory SIZE] [--dir DIR] [--master HOST:PORT] [-e CHUNK]...")
     has(help.stdout, "~/.gleam_history")
   end)
 end)

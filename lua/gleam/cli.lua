@@ -48,7 +48,7 @@ options:
 ]]
 
 local REPL_USAGE = [[
-usage: gleam repl [--workers N] [--memory SIZE] [--dir DIR] [-e CHUNK]...
+usage: gleam repl [--workers N] [--memory SIZE] [--dir DIR] [--master HOST:PORT] [-e CHUNK]...
 
 A LuaJIT prompt over the engine, local on this machine's cores, with
 `gleam` loaded and a flow `f` to start from. A line that is an expression
@@ -68,10 +68,12 @@ options:
   -w, --workers N   worker threads (default: one per core)
   -m, --memory SIZE memory budget, as for gleam run
   -d, --dir DIR     directory of the on-disk store, as for gleam run
+  --master HOST:PORT  run jobs on the cluster of the master there
   -e CHUNK          run CHUNK as an input, then exit (may be repeated)
   -h, --help        show this help
 
-Cluster mode (--master) is not available yet.
+With --master HOST:PORT, jobs run on that cluster's agents (the banner
+says how many and their cores); ds:cache() is local mode only for now.
 ]]
 
 local function eprintf(fmt, ...)
@@ -196,7 +198,12 @@ local function repl_cmd(args)
       if args[i] == nil then return usage_error("-e needs a chunk of Lua", REPL_USAGE) end
       chunks[#chunks + 1] = args[i]
     elseif a == "--master" or a:match("^%-%-master=") then
-      return usage_error("--master: the REPL on a cluster is not available yet; it runs locally", REPL_USAGE)
+      local v = a:match("^%-%-master=(.*)$")
+      if not v then i = i + 1; v = args[i] end
+      if not v or not v:match("^.+:%d+$") then
+        return usage_error("--master needs HOST:PORT, got " .. tostring(v), REPL_USAGE)
+      end
+      gleam.config.master = v
     else
       return usage_error("unknown option " .. a, REPL_USAGE)
     end

@@ -150,11 +150,45 @@ function M.workers()
   return w
 end
 
+-- The agents of the master at addr, from `gleam status` run by this very
+-- executable: their count and cores, or nil and the one-line error.
+local function cluster_size(addr)
+  pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t size);")
+  local buf = ffi.new("char[4096]")
+  local n = tonumber(ffi.C.readlink("/proc/self/exe", buf, 4095))
+  if n <= 0 then return nil, "cannot find the gleam executable" end
+  local q = function(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+  local p = io.popen(q(ffi.string(buf, n)) .. " status --master " .. q(addr) .. " 2>&1; echo \"[exit $?]\"")
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
+  if code ~= "0" then return nil, ((body or out):gsub("^gleam[%w ]*: ", ""):gsub("\n.*", "")) end
+  local agents, cores = 0, 0
+  for line in body:gmatch("[^\n]+") do
+    local c = line:match("^%S+\t(%d+)\t")
+    if c then
+      agents, cores = agents + 1, cores + tonumber(c)
+    end
+  end
+  return agents, cores
+end
+
+-- The first lines of a session; nil and a message when the cluster named
+-- by --master cannot be asked.
 function M.banner()
-  local w = M.workers()
-  return string.format("gleam %s REPL (%s), local with %d worker%s.\n" ..
-    "f is a flow to start from; .help lists commands and methods; Ctrl-D leaves.\n",
-    gleam.version, jit.version, w, w == 1 and "" or "s")
+  local head = string.format("gleam %s REPL (%s), ", gleam.version, jit.version)
+  local where
+  if gleam.config.master then
+    local agents, cores = cluster_size(gleam.config.master)
+    if not agents then return nil, "cannot ask master " .. gleam.config.master .. ": " .. cores end
+    where = string.format("on master %s: %d agent%s, %d cores", gleam.config.master, agents,
+      agents == 1 and "" or "s", cores)
+  else
+    local w = M.workers()
+    where = string.format("local with %d worker%s", w, w == 1 and "" or "s")
+  end
+  return head .. where .. ".\n" ..
+    "f is a flow to start from; .help lists commands and methods; Ctrl-D leaves.\n"
 end
 
 -- Compiling -------------------------------------------------------------------
@@ -403,7 +437,14 @@ function M.interactive(lineedit)
   -- Ctrl-C hook cannot fire inside the engine).
   gleam.config.progress = ffi.cast("gl_progress_fn", lineedit.progress_fn)
   local home = os.getenv("HOME")
-  io.stdout:write(M.banner())
+  local banner, why = M.banner()
+  if not banner then
+    io.stderr:write("gleam: ", why, "\n")
+    gleam.config.cancel = nil
+    gleam.config.progress = nil
+    return 1
+  end
+  io.stdout:write(banner)
   io.stdout:flush()
   local rc = lineedit.loop {
     history = home and home ~= "" and (home .. "/.gleam_history") or nil,
