@@ -86,7 +86,8 @@ local function usage_error(msg, usage)
 end
 
 -- The options run and repl share (-h; -w N, --workers=N; -m SIZE,
--- --memory=SIZE; -d DIR, --dir=DIR) at args[i]. Returns the index of the
+-- --memory=SIZE; -d DIR, --dir=DIR; --master HOST:PORT; --max-attempts N;
+-- each long one also as --name=value) at args[i]. Returns the index of the
 -- last argument used; or false when args[i] is none of them; or nil and
 -- the exit status when the command is done.
 local function shared_option(args, i, usage)
@@ -96,11 +97,14 @@ local function shared_option(args, i, usage)
     return nil, 0
   end
   local name
-  for _, o in ipairs({ { "-w", "workers" }, { "-m", "memory" }, { "-d", "dir" } }) do
-    if a == o[1] or a == "--" .. o[2] or a:sub(1, #o[2] + 3) == "--" .. o[2] .. "=" then name = o[2] end
+  for _, o in ipairs({ { "-w", "workers" }, { "-m", "memory" }, { "-d", "dir" }, { "--master", "master" },
+                       { "--max-attempts", "max_attempts" } }) do
+    local long = "--" .. o[2]:gsub("_", "-")
+    if a == o[1] or a == long or a:sub(1, #long + 1) == long .. "=" then name = o[2] end
   end
   if not name then return false end
-  local v = a:match("^%-%-" .. name .. "=(.*)$")
+  local long = "--" .. name:gsub("_", "-")
+  local v = a:sub(1, #long + 1) == long .. "=" and a:sub(#long + 2) or nil
   if not v then
     i = i + 1
     v = args[i]
@@ -111,6 +115,17 @@ local function shared_option(args, i, usage)
       return nil, usage_error("--workers needs a whole number from 1 to 1024, got " .. tostring(v), usage)
     end
     gleam.config.workers = n
+  elseif name == "master" then
+    if not v or not v:match("^.+:%d+$") then
+      return nil, usage_error("--master needs HOST:PORT, got " .. tostring(v), usage)
+    end
+    gleam.config.master = v
+  elseif name == "max_attempts" then
+    local n = tonumber(v)
+    if not n or n < 1 or n ~= math.floor(n) or n > 100 then
+      return nil, usage_error("--max-attempts needs a whole number from 1 to 100, got " .. tostring(v), usage)
+    end
+    gleam.config.max_attempts = n
   elseif name == "memory" then
     local n, why = gleam.parse_size(v or "")
     if not n or n == 0 then return nil, usage_error("--memory: " .. (why or "must be more than 0"), usage) end
@@ -131,21 +146,6 @@ local function run(args)
       return status
     elseif used then
       i = used
-    elseif a == "--master" or a:match("^%-%-master=") then
-      local v = a:match("^%-%-master=(.*)$")
-      if not v then i = i + 1; v = args[i] end
-      if not v or not v:match("^.+:%d+$") then
-        return usage_error("--master needs HOST:PORT, got " .. tostring(v), RUN_USAGE)
-      end
-      gleam.config.master = v
-    elseif a == "--max-attempts" or a:match("^%-%-max%-attempts=") then
-      local v = a:match("^%-%-max%-attempts=(.*)$")
-      if not v then i = i + 1; v = args[i] end
-      local n = tonumber(v)
-      if not n or n < 1 or n ~= math.floor(n) or n > 100 then
-        return usage_error("--max-attempts needs a whole number from 1 to 100, got " .. tostring(v), RUN_USAGE)
-      end
-      gleam.config.max_attempts = n
     elseif a == "--" then
       i = i + 1
       break
@@ -197,13 +197,6 @@ local function repl_cmd(args)
       i = i + 1
       if args[i] == nil then return usage_error("-e needs a chunk of Lua", REPL_USAGE) end
       chunks[#chunks + 1] = args[i]
-    elseif a == "--master" or a:match("^%-%-master=") then
-      local v = a:match("^%-%-master=(.*)$")
-      if not v then i = i + 1; v = args[i] end
-      if not v or not v:match("^.+:%d+$") then
-        return usage_error("--master needs HOST:PORT, got " .. tostring(v), REPL_USAGE)
-      end
-      gleam.config.master = v
     else
       return usage_error("unknown option " .. a, REPL_USAGE)
     end
