@@ -123,6 +123,9 @@ typedef struct gl_opdesc {
 typedef struct gl_piece {
     uint32_t file;
     uint64_t start, end;
+    /* CSV cut at lines: 1 + newlines in [0, start - 1), the line the byte
+     * before start is on; 0: the piece is the whole file. */
+    uint64_t line;
 } gl_piece;
 
 typedef struct gl_stage {

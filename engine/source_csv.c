@@ -34,8 +34,11 @@
  * starts on. A skipped record resumes parsing at the end of the line the
  * record starts on: by streaming on when the error is on that line, by
  * seeking back (lseek, or gzseek which re-inflates) when the record had
- * already run past it. Each file is one piece (gl_text_whole_file); ".gz"
- * files are read through zlib. */
+ * already run past it. A file is one piece (gl_text_whole_file), unless it
+ * has no quote character at all: then every newline ends a record and the
+ * planner cuts it at lines like text (source_text.c), each piece carrying
+ * the line number it starts near so errors still name file:line; the
+ * header is the first piece's. ".gz" files are read through zlib. */
 #define _GNU_SOURCE /* strtod_l */
 #include "mpk.h"
 #include "plan.h"
@@ -465,7 +468,37 @@ static int finish(csv *c)
     }
 }
 
-static int read_file(csv *c, uint8_t *chunk, gl_err *err)
+/* A piece cut from a file with no quotes (pc->line set): its records are
+ * the lines that start in [start, end), as text reads them. Moves f to the
+ * first such line and sets c->line; *none when there is none. */
+static int seek_piece(csv *c, gl_infile *f, const gl_piece *pc, uint8_t *chunk, uint64_t *pos, bool *none,
+                      gl_err *err)
+{
+    *pos = 0;
+    *none = false;
+    c->line = pc->line;
+    if (pc->start == 0)
+        return 0;
+    uint64_t at = pc->start - 1;
+    int rc = gl_infile_seek(f, at, c->who, c->path, err);
+    while (!rc) {
+        ssize_t got = gl_infile_read(f, chunk, CHUNK_BYTES, c->who, c->path, err);
+        if (got <= 0) {
+            *none = true;
+            return (int)got;
+        }
+        const uint8_t *nl = memchr(chunk, '\n', (size_t)got);
+        if (nl) {
+            *pos = at + (uint64_t)(nl - chunk) + 1;
+            c->line++;
+            return gl_infile_seek(f, *pos, c->who, c->path, err);
+        }
+        at += (uint64_t)got;
+    }
+    return rc;
+}
+
+static int read_file(csv *c, const gl_piece *pc, uint8_t *chunk, gl_err *err)
 {
     gl_infile f;
     int rc = gl_infile_open(&f, c->who, c->path, err);
@@ -474,12 +507,26 @@ static int read_file(csv *c, uint8_t *chunk, gl_err *err)
     c->line = 1;
     rec_reset(c);
     uint64_t pos = 0; /* stream offset of the next chunk */
+    uint64_t limit = UINT64_MAX; /* a cut piece: past the newline ending its last line */
+    bool cut = pc->line != 0, none = false;
+    if (cut && ((rc = seek_piece(c, &f, pc, chunk, &pos, &none, err)) || none)) {
+        gl_infile_close(&f);
+        return rc;
+    }
     for (;;) {
-        ssize_t got = gl_infile_read(&f, chunk, CHUNK_BYTES, c->who, c->path, err);
+        ssize_t got = pos >= limit ? 0 : gl_infile_read(&f, chunk, CHUNK_BYTES, c->who, c->path, err);
         if (got < 0) {
             rc = (int)got;
             break;
         }
+        if (cut && limit == UINT64_MAX && pos + (uint64_t)got >= pc->end) {
+            uint64_t from = pc->end - 1 > pos ? pc->end - 1 - pos : 0;
+            const uint8_t *nl = memchr(chunk + from, '\n', (size_t)got - from);
+            if (nl)
+                limit = pos + (uint64_t)(nl - chunk) + 1;
+        }
+        if (pos + (uint64_t)got > limit)
+            got = (ssize_t)(limit - pos);
         size_t skip = 0;
         if (pos == 0 && got >= 3 && !memcmp(chunk, "\xef\xbb\xbf", 3))
             skip = 3; /* a UTF-8 byte order mark */
@@ -520,8 +567,8 @@ int gl_csv_read(const gl_stage *st, const gl_step *s, uint32_t task, gl_emit_fn 
     int rc = 0;
     for (uint32_t i = st->first[task]; i < st->first[task + 1] && !rc; i++) {
         c.path = st->files[st->pieces[i].file];
-        c.header = s->header != 0;
-        rc = read_file(&c, chunk, err);
+        c.header = s->header != 0 && st->pieces[i].start == 0;
+        rc = read_file(&c, &st->pieces[i], chunk, err);
     }
     if (!rc && c.nrows)
         rc = emit(ctx, c.batch.data, c.batch.len, c.nrows);

@@ -9,8 +9,10 @@
  * is not part of the row.
  *
  * Some files cannot be cut (gl_text_whole_file): a gzip stream has no
- * seekable line starts, and a CSV record may hold newlines inside quotes,
- * so such a file is one piece [0, size) given to the task whose byte range
+ * seekable line starts, and a CSV record may hold newlines inside quotes
+ * (a CSV file without a single quote character is cut after all: one read
+ * at planning checks, and counts lines for its pieces), so such a file is
+ * one piece [0, size) given to the task whose byte range
  * holds the file's middle byte. Files keep their order across tasks either
  * way, so task order is file order. A ".gz" file is read through zlib and
  * its lines are those of the decompressed stream. */
@@ -85,6 +87,61 @@ static int add_piece(gl_stage *st, uint32_t *n, uint32_t *cap, gl_piece pc)
     return 0;
 }
 
+/* A CSV file with no quote character in it: every newline ends a record,
+ * so it can be cut at lines as text is (one read at planning). */
+static bool csv_cuttable(const char *path, uint64_t size)
+{
+    if (size < 2 * MIN_SPLIT || is_gz(path))
+        return false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* the reader will say why */
+    static __thread char buf[1u << 16];
+    bool quote = false;
+    ssize_t n;
+    while (!quote && (n = read(fd, buf, sizeof buf)) > 0)
+        quote = memchr(buf, '"', (size_t)n) != NULL;
+    close(fd);
+    return !quote && n == 0;
+}
+
+/* Sets .line of the n pieces of one file (in file order): newlines before
+ * each start - 1, counted in one pass. */
+static void count_lines(const char *path, gl_piece *pcs[], uint32_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    static __thread char buf[1u << 16];
+    uint64_t pos = 0, lines = 0;
+    uint32_t k = 0;
+    while (k < n && pcs[k]->start == 0)
+        pcs[k++]->line = 1;
+    ssize_t got = 0;
+    while (fd >= 0 && k < n && (got = read(fd, buf, sizeof buf)) > 0) {
+        size_t off = 0;
+        while (off < (size_t)got) {
+            uint64_t at = pcs[k]->start - 1; /* the next boundary, a file offset */
+            size_t stop = at < pos + (uint64_t)got ? (size_t)(at - pos) : (size_t)got;
+            const char *p = buf + off, *e = buf + stop;
+            while (p < e && (p = memchr(p, '\n', (size_t)(e - p)))) {
+                lines++;
+                p++;
+            }
+            off = stop;
+            if (stop < (size_t)got) {
+                while (k < n && pcs[k]->start - 1 == at)
+                    pcs[k++]->line = 1 + lines;
+                if (k == n)
+                    break;
+            }
+        }
+        pos += (uint64_t)got;
+    }
+    while (k < n)
+        pcs[k++]->line = 1 + lines;
+    if (fd >= 0)
+        close(fd);
+}
+
 int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
 {
     uint64_t *sizes = NULL;
@@ -114,6 +171,13 @@ int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
     uint64_t total = 0;
     for (uint32_t i = 0; i < st->nfiles; i++)
         total += sizes[i];
+    /* Whole files: gz, msgpack, and CSV unless it has no quote at all. */
+    bool *whole = rc ? NULL : calloc(st->nfiles ? st->nfiles : 1, sizeof *whole);
+    if (!rc && !whole)
+        rc = gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
+    for (uint32_t i = 0; !rc && i < st->nfiles; i++)
+        whole[i] = gl_text_whole_file(s, st->files[i]) &&
+                   !(s->kind == GL_STEP_CSV && csv_cuttable(st->files[i], sizes[i]));
     uint64_t ntasks;
     if (s->shards > 0) {
         ntasks = (uint64_t)s->shards;
@@ -122,11 +186,11 @@ int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
         split = split < MIN_SPLIT ? MIN_SPLIT : split > MAX_SPLIT ? MAX_SPLIT : split;
         ntasks = (total + split - 1) / split;
         /* Whole files only: more tasks than files would leave some empty. */
-        uint64_t whole = 0;
-        for (uint32_t i = 0; i < st->nfiles; i++)
-            whole += gl_text_whole_file(s, st->files[i]);
-        if (!rc && whole == st->nfiles && ntasks > whole)
-            ntasks = whole;
+        uint64_t nwhole = 0;
+        for (uint32_t i = 0; !rc && i < st->nfiles; i++)
+            nwhole += whole[i];
+        if (!rc && nwhole == st->nfiles && ntasks > nwhole)
+            ntasks = nwhole;
         if (!ntasks)
             ntasks = 1;
     }
@@ -144,8 +208,8 @@ int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
             for (uint32_t f = 0; f < st->nfiles && !rc; f++) {
                 uint64_t a = fbase, b = fbase + sizes[f];
                 fbase = b;
-                gl_piece pc = {f, 0, sizes[f]};
-                if (gl_text_whole_file(s, st->files[f])) {
+                gl_piece pc = {f, 0, sizes[f], 0};
+                if (whole[f]) {
                     /* Kept even when empty: a pipe stats as 0 bytes. */
                     uint64_t mid = a + sizes[f] / 2;
                     if (mid < lo || (mid >= hi && t + 1 < ntasks))
@@ -162,6 +226,23 @@ int gl_text_split(const gl_step *s, uint32_t workers, gl_stage *st, gl_err *err)
         }
         st->first[ntasks] = npieces;
     }
+    /* CSV files cut at lines: each piece learns the line it starts near. */
+    for (uint32_t f = 0; !rc && s->kind == GL_STEP_CSV && f < st->nfiles; f++) {
+        if (whole[f])
+            continue;
+        uint32_t n = 0;
+        gl_piece **mine = malloc((npieces ? npieces : 1) * sizeof *mine);
+        if (!mine) {
+            rc = gl_err_set(err, GL_ENOMEM, "%s: out of memory", w);
+            break;
+        }
+        for (uint32_t i = 0; i < npieces; i++)
+            if (st->pieces[i].file == f)
+                mine[n++] = &st->pieces[i];
+        count_lines(st->files[f], mine, n);
+        free(mine);
+    }
+    free(whole);
     free(sizes);
     return rc;
 }
