@@ -1,6 +1,7 @@
 /* group.c: per-key row lists over the aggregation table (see group.h). */
 #include "group.h"
 
+#include "err.h"
 #include "mpk.h"
 
 #include <stdlib.h>
@@ -131,7 +132,8 @@ void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side)
         g->l[(size_t)slot * g->sides + side] = (list){GL_GROUP_END, GL_GROUP_END, 0, 0};
 }
 
-uint32_t gl_groups_largest(const gl_groups *g, uint32_t side, uint64_t *bytes)
+/* The slot of (side) holding the most bytes of rows, and *bytes those. */
+static uint32_t largest(const gl_groups *g, uint32_t side, uint64_t *bytes)
 {
     uint32_t n = gl_groups_slots(g), big = 0;
     uint64_t most = 0;
@@ -144,6 +146,24 @@ uint32_t gl_groups_largest(const gl_groups *g, uint32_t side, uint64_t *bytes)
     }
     *bytes = most;
     return big;
+}
+
+int gl_groups_shed(gl_groups *g, uint32_t side, uint64_t keep, uint64_t least,
+                   int (*move)(void *ctx, uint32_t slot), void *ctx)
+{
+    bool moved = false;
+    while (gl_groups_bytes(g) > keep) {
+        uint64_t bytes;
+        uint32_t big = largest(g, side, &bytes);
+        if (!bytes || bytes < least)
+            break;
+        int rc = move(ctx, big);
+        if (rc)
+            return rc;
+        gl_groups_clear(g, big, side);
+        moved = true;
+    }
+    return moved && gl_groups_compact(g) ? GL_ENOMEM : 0;
 }
 
 int gl_groups_compact(gl_groups *g)

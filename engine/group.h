@@ -38,8 +38,14 @@ size_t gl_groups_bytes(const gl_groups *g);
 /* Empties (slot, side); the slot keeps its key and place. Its rows stay in
  * the arena until gl_groups_compact. */
 void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side);
-/* The slot of (side) holding the most bytes of rows, and *bytes those. */
-uint32_t gl_groups_largest(const gl_groups *g, uint32_t side, uint64_t *bytes);
+/* Sheds the largest groups of `side` while more than `keep` bytes of rows
+ * are held, each one of at least `least` bytes (smaller ones are left):
+ * move(ctx, slot) takes the slot's rows away (they are read through
+ * gl_groups_first/next), the slot is emptied, and the arena is compacted at
+ * the end. Returns 0, move's first non-zero result, or GL_ENOMEM when the
+ * compaction runs out of memory. */
+int gl_groups_shed(gl_groups *g, uint32_t side, uint64_t keep, uint64_t least,
+                   int (*move)(void *ctx, uint32_t slot), void *ctx);
 /* Rebuilds the arena with only the rows still in lists. 0, or -1 out of
  * memory (the grouping is unchanged then). */
 int gl_groups_compact(gl_groups *g);

@@ -91,7 +91,9 @@ typedef struct groupst {
     gl_output **spilled; /* per slot; NULL: in memory */
     uint64_t *tokens;    /* per slot, of spilled ones */
     uint32_t cap;
+    uint32_t nspilled;   /* none: rows need no lookup before they are added */
     gl_buf rest;
+    gl_opr *op;
 } groupst;
 
 static int grow(groupst *s, uint32_t slot)
@@ -126,37 +128,38 @@ static int spill_append(gl_opr *op, gl_output *o, const uint8_t *row, size_t len
     return gl_output_append(o, 0, 0, s->rest.data, s->rest.len, 1, &op->t->err);
 }
 
-/* Moves the largest groups to LMDB until half the share is held. */
+/* Moves one group's rows (their rests) to LMDB, for gl_groups_shed. */
+static int spill_group(void *ctx, uint32_t slot)
+{
+    groupst *s = ctx;
+    gl_opr *op = s->op;
+    gl_output *o = gl_output_new(1, 1, op->t->run->store, true);
+    if (!o)
+        return gl_err_set(&op->t->err, GL_ENOMEM, "group_by_key: out of memory");
+    s->spilled[slot] = o;
+    s->nspilled++;
+    if (!(s->tokens[slot] = reg_add(o)))
+        return gl_err_set(&op->t->err, GL_ENOMEM, "group_by_key: out of memory");
+    for (uint32_t e = gl_groups_first(s->g, slot, 0); e != GL_GROUP_END; e = gl_groups_next(s->g, e)) {
+        size_t len;
+        const uint8_t *row = gl_groups_row(s->g, e, &len);
+        int rc = spill_append(op, o, row, len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Moves the largest groups to LMDB until half the share is held; only
+ * groups of a real size: many small keys are the buckets' job (task.c),
+ * and moving them would not pay. */
 static int spill_groups(gl_opr *op)
 {
     groupst *s = op->st;
-    bool moved = false;
-    while (gl_groups_bytes(s->g) > s->share / 2) {
-        uint64_t bytes;
-        uint32_t big = gl_groups_largest(s->g, 0, &bytes);
-        /* Only groups of a real size: many small keys are the buckets'
-         * job (task.c), and moving them would not pay. */
-        if (bytes < s->share / 16)
-            break;
-        gl_output *o = gl_output_new(1, 1, op->t->run->store, true);
-        if (!o)
-            return gl_err_set(&op->t->err, GL_ENOMEM, "group_by_key: out of memory");
-        s->spilled[big] = o;
-        if (!(s->tokens[big] = reg_add(o)))
-            return gl_err_set(&op->t->err, GL_ENOMEM, "group_by_key: out of memory");
-        for (uint32_t e = gl_groups_first(s->g, big, 0); e != GL_GROUP_END; e = gl_groups_next(s->g, e)) {
-            size_t len;
-            const uint8_t *row = gl_groups_row(s->g, e, &len);
-            int rc = spill_append(op, o, row, len);
-            if (rc)
-                return rc;
-        }
-        gl_groups_clear(s->g, big, 0);
-        moved = true;
-    }
-    if (moved && gl_groups_compact(s->g))
+    int rc = gl_groups_shed(s->g, 0, s->share / 2, s->share / 16, spill_group, s);
+    if (rc == GL_ENOMEM && !op->t->err.code)
         return gl_err_set(&op->t->err, GL_ENOMEM, "group_by_key: out of memory");
-    return 0;
+    return rc;
 }
 
 static int group_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
@@ -167,7 +170,7 @@ static int group_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrow
         const uint8_t *row = p;
         p = gl_row_end(p, end);
         size_t rlen = (size_t)(p - row);
-        if (s->share) {
+        if (s->nspilled) {
             int64_t f = gl_agg_find(gl_groups_table(s->g), row, rlen);
             if (f >= 0 && (uint32_t)f < s->cap && s->spilled[f]) {
                 int rc = spill_append(op, s->spilled[f], row, rlen);
@@ -273,6 +276,7 @@ int gl_op_group_init(gl_opr *op)
     const gl_stage *st = op->t->st;
     if (op->t->run->store && op->index + 1 < st->nops && st->ops[op->index + 1].kind == GL_OP_LUA)
         s->share = gl_store_op_share(op->t->run->store);
+    s->op = op;
     op->st = s;
     op->push = group_push;
     op->finish = group_finish;

@@ -33,6 +33,8 @@ typedef struct joinst {
     hot **hot;          /* per slot: NULL, or the key's rows in LMDB */
     bool *matched;      /* per slot: some left row met it (right, outer joins) */
     uint32_t cap;
+    uint32_t nhot;      /* none: right rows need no lookup before they are added */
+    gl_opr *op;
 } joinst;
 
 static uint32_t rest_width(uint32_t width, const gl_keyspec *k)
@@ -129,35 +131,37 @@ static int grow(joinst *j, uint32_t slot)
     return 0;
 }
 
-/* Moves the largest right groups to LMDB until half the share is held. */
+/* Moves one right key's rows to LMDB, for gl_groups_shed. */
+static int spill_key(void *ctx, uint32_t slot)
+{
+    joinst *j = ctx;
+    gl_opr *op = j->op;
+    hot *h = calloc(1, sizeof *h);
+    if (!h || !(h->rows = gl_output_new(1, 1, op->t->run->store, true))) {
+        free(h);
+        return gl_err_set(&op->t->err, GL_ENOMEM, "join: out of memory");
+    }
+    j->hot[slot] = h;
+    j->nhot++;
+    for (uint32_t e = gl_groups_first(j->g, slot, 1); e != GL_GROUP_END; e = gl_groups_next(j->g, e)) {
+        size_t len;
+        const uint8_t *row = gl_groups_row(j->g, e, &len);
+        int rc = gl_output_append(h->rows, 0, 0, row, len, 1, &op->t->err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Moves the largest right keys to LMDB until half the share is held (many
+ * small keys are the buckets' job, task.c). */
 static int spill_right(gl_opr *op)
 {
     joinst *j = op->st;
-    bool moved = false;
-    while (gl_groups_bytes(j->g) > j->share / 2) {
-        uint64_t bytes;
-        uint32_t big = gl_groups_largest(j->g, 1, &bytes);
-        if (bytes < j->share / 16)
-            break; /* many small keys: the buckets' job (task.c) */
-        hot *h = calloc(1, sizeof *h);
-        if (!h || !(h->rows = gl_output_new(1, 1, op->t->run->store, true))) {
-            free(h);
-            return gl_err_set(&op->t->err, GL_ENOMEM, "join: out of memory");
-        }
-        j->hot[big] = h;
-        for (uint32_t e = gl_groups_first(j->g, big, 1); e != GL_GROUP_END; e = gl_groups_next(j->g, e)) {
-            size_t len;
-            const uint8_t *row = gl_groups_row(j->g, e, &len);
-            int rc = gl_output_append(h->rows, 0, 0, row, len, 1, &op->t->err);
-            if (rc)
-                return rc;
-        }
-        gl_groups_clear(j->g, big, 1);
-        moved = true;
-    }
-    if (moved && gl_groups_compact(j->g))
+    int rc = gl_groups_shed(j->g, 1, j->share / 2, j->share / 16, spill_key, j);
+    if (rc == GL_ENOMEM && !op->t->err.code)
         return gl_err_set(&op->t->err, GL_ENOMEM, "join: out of memory");
-    return 0;
+    return rc;
 }
 
 static int stream_push_right(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
@@ -168,7 +172,7 @@ static int stream_push_right(gl_opr *op, const uint8_t *rows, size_t len, uint64
         const uint8_t *row = p;
         p = gl_row_end(p, end);
         size_t rl = (size_t)(p - row);
-        int64_t f = j->share ? gl_agg_find(gl_groups_table(j->g), row, rl) : -1;
+        int64_t f = j->nhot ? gl_agg_find(gl_groups_table(j->g), row, rl) : -1;
         if (f >= 0 && (uint32_t)f < j->cap && j->hot[f]) {
             int rc = gl_output_append(j->hot[f]->rows, 0, 0, row, rl, 1, &op->t->err);
             if (rc)
@@ -358,6 +362,7 @@ int gl_op_join_init(gl_opr *op)
         free(j);
         return gl_err_set(&t->err, GL_ENOMEM, "join: out of memory");
     }
+    j->op = op;
     op->st = j;
     op->destroy = join_destroy;
     if (op->d->kind == GL_OP_COGROUP) {

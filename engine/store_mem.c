@@ -17,8 +17,6 @@ void gl_chunk_release(gl_store *st, gl_chunk *c)
     *c = (gl_chunk){0};
 }
 
-static void chunk_free(gl_store *st, gl_chunk *c) { gl_chunk_release(st, c); }
-
 /* Writes the shard's chunks in memory to LMDB, in order, and frees them. */
 static int shard_flush(gl_output *o, size_t cell, gl_err *err)
 {
@@ -39,7 +37,7 @@ static int shard_flush(gl_output *o, size_t cell, gl_err *err)
         if (rc)
             break;
         for (size_t i = done; i < done + k; i++)
-            chunk_free(o->store, &s->chunks[i]);
+            gl_chunk_release(o->store, &s->chunks[i]);
         s->ndisk += (uint32_t)k;
         done += k;
     }
@@ -151,7 +149,7 @@ void gl_output_free(gl_output *o)
         gl_shard *s = &o->cells[i];
         ondisk |= s->ndisk > 0;
         for (size_t j = 0; j < s->n; j++)
-            chunk_free(o->store, &s->chunks[j]);
+            gl_chunk_release(o->store, &s->chunks[j]);
         free(s->chunks);
     }
     if (ondisk)
