@@ -245,113 +245,12 @@ end)
 
 -- The terminal ---------------------------------------------------------------
 
-local function tmux_ok()
-  local _, ok = h.sh("command -v tmux")
-  return ok
-end
-
--- A REPL in a private tmux server; every call checks the screen.
-local Term = {}
-Term.__index = Term
-
-local function sleep(s) os.execute("sleep " .. s) end
-
-local function start(workers)
-  local dir = h.tmpdir()
-  local t = setmetatable({ dir = dir, sock = dir .. "/tmux.sock", home = dir .. "/home" }, Term)
-  os.execute("mkdir -p " .. h.quote(t.home))
-  -- The REPL's exit status stays on the screen after it ends; in the
-  -- sanitizer build a leak would make it non-zero (the spec environment
-  -- turns leak checks off for luajit's sake, not gleam's).
-  local cmd = string.format("cd %s && ASAN_OPTIONS=detect_leaks=1 HOME=%s %s repl --workers %d; " ..
-    "echo \"[exited $?]\"; sleep 600",
-    h.quote(h.source_dir), h.quote(t.home), h.quote(h.bin), workers)
-  -- tmux itself without the sanitizer build's LD_PRELOAD (gleam has its own).
-  local out, ok = h.sh(string.format("env -u LD_PRELOAD -u LANG -u LC_ALL -u LC_CTYPE tmux -S %s -f /dev/null new-session -d -x 100 -y 80 %s",
-    h.quote(t.sock), h.quote(cmd)))
-  assert(ok, "tmux new-session failed: " .. out)
-  return t
-end
-
-function Term:tmux(args)
-  local out, ok = h.sh("env -u LD_PRELOAD tmux -S " .. h.quote(self.sock) .. " " .. args)
-  assert(ok, "tmux " .. args .. ": " .. out)
-  return out
-end
-
-function Term:kill()
-  h.sh("env -u LD_PRELOAD tmux -S " .. h.quote(self.sock) .. " kill-server")
-end
-
--- The whole screen and scrollback, trailing blank lines dropped.
-function Term:screen()
-  return (self:tmux("capture-pane -p -S -"):gsub("%s+$", "")) .. "\n"
-end
-
--- Waits until check(screen) is true (up to `timeout` seconds); returns the screen.
-function Term:wait(check, what, timeout)
-  local deadline = os.time() + (timeout or 20)
-  local screen
-  repeat
-    screen = self:screen()
-    if check(screen) then return screen end
-    sleep(0.1)
-  until os.time() > deadline
-  error("timed out waiting for " .. what .. "; the screen:\n" .. screen, 2)
-end
-
-function Term:wait_text(text, timeout)
-  return self:wait(function(s) return s:find(text, 1, true) ~= nil end, "'" .. text .. "'", timeout)
-end
-
-local function prompts(screen)
-  local n = 0
-  for line in screen:gmatch("[^\n]*") do
-    if line:match("^gleam> ") or line:match("^  %.%.%.> ") then n = n + 1 end
-  end
-  return n
-end
-
--- True when the screen's last line is an empty prompt.
-local function at_prompt(screen)
-  local last = screen:match("([^\n]*)\n$") or ""
-  return last == "gleam>" or last == "gleam> " or last == "  ...>"
-end
-
--- Types a line and waits for the next prompt.
-function Term:line(text, timeout)
-  local before = prompts(self:screen())
-  self:tmux("send-keys -l " .. h.quote(text))
-  self:tmux("send-keys Enter")
-  return self:wait(function(s) return prompts(s) > before and at_prompt(s) end, "the prompt after " .. text, timeout)
-end
-
--- The cursor's row in the pane, from 0.
-function Term:cursor_row()
-  return tonumber((self:tmux("display-message -p '#{cursor_y}'")))
-end
-
--- Types a line and waits until it is taken (the cursor has left it; the
--- pane has no scrollback yet, so the cursor's row counts the lines above),
--- not for the prompt: for a job to interrupt.
-function Term:start_line(text)
-  self:tmux("send-keys -l " .. h.quote(text))
-  self:tmux("send-keys Enter")
-  self:wait(function(s)
-    local _, nl = s:gsub("\n", "")
-    return s:find(text, 1, true) and self:cursor_row() == nl
-  end, "the line to be taken: " .. text)
-end
-
-function Term:keys(keys)
-  self:tmux("send-keys " .. keys)
-end
+local term = require "tmux"
+local at_prompt = term.at_prompt
 
 -- A REPL with `workers` workers in a new tmux server, at its first prompt.
 local function start_repl(workers)
-  local t = start(workers)
-  t:wait(at_prompt, "the first prompt")
-  return t
+  return term.start_repl({ "--workers", tostring(workers) })
 end
 
 -- The README's session: lines from the block after the test comment.
@@ -370,7 +269,7 @@ describe("gleam repl in a terminal", function()
   end)
 
   it("reproduces the README's session", function()
-    if not tmux_ok() then pending("tmux is not installed") return end
+    if not term.available() then pending("tmux is not installed") return end
     local want = readme_session()
     t = start_repl(2)
     -- Type each input line of the README; Ctrl-C where it shows ^C, Ctrl-D at ^D.
@@ -381,8 +280,10 @@ describe("gleam repl in a terminal", function()
       if typed == "^D" then
         t:keys("C-d")
       elseif typed and lines[i + 1] == "^C" then
-        t:start_line(typed)
-        sleep(0.2)
+        -- Ctrl-C only once the job runs: one that came while the line was
+        -- still being taken (its history saved) went to the line editor,
+        -- and the job ran on
+        t:start_job(typed)
         t:keys("C-c")
         t:wait(at_prompt, "the prompt after Ctrl-C")
       elseif typed then
@@ -403,7 +304,7 @@ describe("gleam repl in a terminal", function()
   end)
 
   it("completes with Tab, clears a line with Ctrl-C, shows errors and goes on", function()
-    if not tmux_ok() then pending("tmux is not installed") return end
+    if not term.available() then pending("tmux is not installed") return end
     t = start_repl(2)
     t:line("ds = f:range(1, 100)")
     -- one candidate: completed in place
@@ -442,10 +343,14 @@ describe("gleam repl in a terminal", function()
   end)
 
   it("shows a long job's progress on one line and clears it when done", function()
-    if not tmux_ok() then pending("tmux is not installed") return end
+    if not term.available() then pending("tmux is not installed") return end
     t = start_repl(2)
-    -- two tasks that each take about two seconds of wall time
-    t:line("slow = function(x) local t = os.clock() while os.clock() - t < 0.001 do end return x end")
+    -- two tasks that each sleep 1 ms a row, 2000 rows: at least two seconds
+    -- of wall time however loaded the machine (a spin on os.clock, the
+    -- process's CPU time, took one second with two free cores: as long as
+    -- the progress line waits, so it was often never drawn)
+    t:line("slow = function(x) local ffi = require 'ffi' pcall(ffi.cdef, " ..
+      "'int poll(void *fds, unsigned long n, int timeout);') ffi.C.poll(nil, 0, 1) return x end")
     t:start_line("f:range(1, 4000, { shards = 2 }):map(slow):count()")
     local screen = t:wait(function(s) return s:find("stage 1/1: %d/2 tasks, %d+ rows, %d+%.%d s") end,
       "a progress line", 20)
@@ -457,14 +362,14 @@ describe("gleam repl in a terminal", function()
   end)
 
   it("leaves on a second Ctrl-C when a job does not stop at the first", function()
-    if not tmux_ok() then pending("tmux is not installed") return end
+    if not term.available() then pending("tmux is not installed") return end
     t = start_repl(1)
     -- a worker busy in one row: the engine only sees the cancel between batches
     t:line("spin = function(x) local t = os.time() while os.time() - t < 60 do end return x end")
-    t:start_line("f:range(1):map(spin):count()")
-    sleep(0.5)
-    t:keys("C-c")
-    sleep(0.3)
+    -- each Ctrl-C once the one before has been taken: two signals that
+    -- arrive before the REPL runs again are one
+    t:start_job("f:range(1):map(spin):count()")
+    t:interrupt()
     t:keys("C-c")
     local screen = t:wait_text("[exited 130]")
     has(screen, "gleam: interrupted twice; leaving the REPL\n")
