@@ -56,6 +56,9 @@ foreach(spec ${SPECS})
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${SPEC_ENV}" TIMEOUT 600)
 endforeach()
+# The cluster on network namespaces needs root and `ip netns`; without
+# them its one case is pending with a line ctest reports as a skip.
+set_tests_properties(cluster_netns_spec PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED \\(cluster_netns_spec\\)")
 
 # valgrind: no leaks and no memory errors in a whole run of the engine
 # (the sanitizer build covers the rest; the two do not mix).

@@ -563,4 +563,60 @@ function helpers.hmac_sha256(key, data)
   return mac
 end
 
+-- Runs fn(...) with helpers.bin set to bin, a program that runs gleam some
+-- other way (in a network namespace: spec/netns.lua), and puts it back
+-- even when fn fails; returns what fn returns. helpers.gleam and
+-- helpers.spawn run helpers.bin, so a wrapper that execs gleam keeps the
+-- pid the spec tracks.
+function helpers.with_bin(bin, fn, ...)
+  local saved = helpers.bin
+  helpers.bin = bin
+  local res = { pcall(fn, ...) }
+  helpers.bin = saved
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+
+-- A host for helpers.start_cluster: this machine's loopback.
+helpers.LOOPBACK = {
+  ip = "127.0.0.1",
+  spawn = function(_, args, env) return helpers.spawn(args, env) end,
+}
+
+-- Starts a master and its agents and waits until the master has
+-- registered them all; returns { master = m, agents = { a1, ... } }, each
+-- a daemon (helpers.spawn) with .addr, the address it listens on, and
+-- .host. Ports are free ones (port 0, read back from the log); the
+-- daemons go with helpers.stop_all(). opts: agents (a count, default 2),
+-- cores (each agent's, default 2), heartbeat (seconds, default "0.2", so
+-- slots a job took show free again soon), env ({ NAME = value } for every
+-- daemon, e.g. GLEAM_SECRET), and where they run: master_host and
+-- agent_hosts (a list), each { ip = address to listen on, spawn =
+-- function(host, args, env) }, default helpers.LOOPBACK.
+function helpers.start_cluster(opts)
+  opts = opts or {}
+  local mhost = opts.master_host or helpers.LOOPBACK
+  local m = mhost:spawn({ "master", "--listen", mhost.ip .. ":0" }, opts.env)
+  m.addr, m.host = helpers.listening(m), mhost
+  local agents = {}
+  for i = 1, opts.agents or (opts.agent_hosts and #opts.agent_hosts) or 2 do
+    local host = opts.agent_hosts and opts.agent_hosts[i] or helpers.LOOPBACK
+    local a = host:spawn({ "agent", "--master", m.addr, "--listen", host.ip .. ":0",
+      "--cores", tostring(opts.cores or 2), "--dir", helpers.tmpdir() .. "/agent" .. i,
+      "--heartbeat", opts.heartbeat or "0.2" }, opts.env)
+    a.addr, a.host = helpers.listening(a), host
+    agents[i] = a
+  end
+  local log
+  local ok = helpers.wait_for(20, function()
+    log = helpers.read_file(m.log) or ""
+    for _, a in ipairs(agents) do
+      if not log:find("agent " .. a.addr .. " registered", 1, true) then return false end
+    end
+    return true
+  end)
+  assert(ok, "the agents did not all register; the master's log:\n" .. log)
+  return { master = m, agents = agents }
+end
+
 return helpers
