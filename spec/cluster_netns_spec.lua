@@ -90,6 +90,7 @@ describe("a cluster of network namespaces", function()
       cores = 2, env = env }
   end)
   teardown(function()
+    helpers.stop_cluster(cluster)
     helpers.stop_all()
     if lan then
       lan:destroy()

@@ -619,4 +619,30 @@ function helpers.start_cluster(opts)
   return { master = m, agents = agents }
 end
 
+pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t size);")
+
+-- The file a process's descriptor fd is open on, or nil.
+local function fd_path(pid, fd)
+  local buf = ffi.new("char[4096]")
+  local n = tonumber(ffi.C.readlink(string.format("/proc/%d/fd/%d", pid, fd), buf, 4095))
+  return n > 0 and ffi.string(buf, n) or nil
+end
+
+-- Stops a cluster helpers.start_cluster started: the agents with SIGTERM
+-- (an agent kills its executors as it stops), then the master. An
+-- executor an agent did not get to (the agent died first) runs its task
+-- on to the end, so any still running is killed as well: one its agent's
+-- log names whose stderr is still that log, so it is surely ours.
+function helpers.stop_cluster(c)
+  if not c then return end
+  for _, a in ipairs(c.agents) do helpers.kill(a, "TERM") end
+  for _, a in ipairs(c.agents) do
+    for pid in (helpers.read_file(a.log) or ""):gmatch("executor pid (%d+) started") do
+      local e = { pid = tonumber(pid) }
+      if helpers.alive(e) and fd_path(e.pid, 2) == a.log then helpers.kill(e) end
+    end
+  end
+  helpers.kill(c.master, "TERM")
+end
+
 return helpers

@@ -106,6 +106,7 @@ describe("gleam repl --master in a terminal", function()
   end)
   teardown(function()
     if t then t:kill() end
+    h.stop_cluster(cluster)
     h.stop_all()
     h.cleanup()
   end)
