@@ -109,11 +109,12 @@ describe("a cluster of network namespaces", function()
     assert.truthy(cluster.master.addr:match("^10%.213%.0%.1:%d+$"), cluster.master.addr)
     assert.truthy(cluster.agents[1].addr:match("^10%.213%.0%.2:%d+$"), cluster.agents[1].addr)
     assert.truthy(cluster.agents[2].addr:match("^10%.213%.0%.3:%d+$"), cluster.agents[2].addr)
-    -- the namespaces are apart: the driver's has no route to loopback
-    -- ports of the agents' (an agent is not at 127.0.0.1 from there)
+    -- the hosts are apart: from the driver's namespace an agent's port is
+    -- not on 127.0.0.1
     local port = cluster.agents[1].addr:match(":(%d+)$")
     local r = driver:gleam({ "status", "--agent", "127.0.0.1:" .. port, "--timeout", "2" }, nil, nil, env)
     assert.are.equal(1, r.status, shown(r))
+    assert.truthy(r.stderr:find("cannot connect", 1, true), shown(r))
   end)
 
   -- Runs `gleam run JOB ARGS` from dir locally, then with --master from
@@ -128,6 +129,7 @@ describe("a cluster of network namespaces", function()
     local loc = helpers.gleam(run, dir)
     assert.are.equal(0, loc.status, shown(loc))
     assert.truthy(#loc.stdout > 0, shown(loc))
+    assert.truthy(helpers.wait_slots(cluster, nil, 10, env))
     local before = { m = driver:counters(), a1 = lan.hosts.a1:counters(), a2 = lan.hosts.a2:counters() }
     table.insert(run, 2, "--master")
     table.insert(run, 3, cluster.master.addr)

@@ -577,10 +577,13 @@ function helpers.with_bin(bin, fn, ...)
   return unpack(res, 2, table.maxn(res))
 end
 
--- A host for helpers.start_cluster: this machine's loopback.
+-- A host for helpers.start_cluster: this machine's loopback. A host
+-- starts daemons (spawn, as helpers.spawn) and runs commands (gleam, as
+-- helpers.gleam) there.
 helpers.LOOPBACK = {
   ip = "127.0.0.1",
   spawn = function(_, args, env) return helpers.spawn(args, env) end,
+  gleam = function(_, args, dir, stdin, env) return helpers.gleam(args, dir, stdin, env) end,
 }
 
 -- Starts a master and its agents and waits until the master has
@@ -617,6 +620,27 @@ function helpers.start_cluster(opts)
   end)
   assert(ok, "the agents did not all register; the master's log:\n" .. log)
   return { master = m, agents = agents }
+end
+
+-- Waits until `gleam status` shows every agent of cluster c with `free`
+-- executor slots (nil: all its cores), asked from the master's host with
+-- env ({ NAME = value }: the secret, if any). A driver plans a job with a
+-- shard per slot the master grants, and the master counts a job's slots
+-- taken until each agent's next heartbeat, so a spec that needs every
+-- agent in a job waits for this first. Returns whether it came, and the
+-- last status output.
+function helpers.wait_slots(c, free, seconds, env)
+  local out = ""
+  local ok = helpers.wait_for(seconds or 10, function()
+    out = c.master.host:gleam({ "status", "--master", c.master.addr, "--timeout", "5" }, nil, nil, env).stdout
+    local n = 0
+    for _, a in ipairs(c.agents) do
+      local cores, f = out:match("\n" .. a.addr:gsub("%p", "%%%0") .. "\t(%d+)\t(%d+)\t")
+      if f and tonumber(f) == (free or tonumber(cores)) then n = n + 1 end
+    end
+    return n == #c.agents
+  end)
+  return ok, out
 end
 
 pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t size);")

@@ -54,32 +54,6 @@ local function log_lengths()
   return n
 end
 
--- `gleam status --master`: { [agent] = { cores, free } }.
-local function slots()
-  local res = h.gleam({ "status", "--master", cluster.master.addr, "--timeout", "5" })
-  local agents = {}
-  for addr, cores, free in res.stdout:gmatch("\n(%S+)\t(%d+)\t(%d+)\t") do
-    agents[addr] = { cores = tonumber(cores), free = tonumber(free) }
-  end
-  return agents
-end
-
--- Waits until the master shows both agents with `free` slots each (nil:
--- all their cores); returns whether it did and the last status.
-local function wait_slots(free, seconds)
-  local last
-  local ok = h.wait_for(seconds, function()
-    last = slots()
-    local n = 0
-    for _, a in pairs(last) do
-      if a.free ~= (free or a.cores) then return false end
-      n = n + 1
-    end
-    return n == 2
-  end)
-  return ok, h.show(last)
-end
-
 describe("gleam repl --master in a terminal", function()
   if not term.available() then
     it("runs a session on a cluster", function() pending("tmux is not installed") end)
@@ -163,7 +137,7 @@ describe("gleam repl --master in a terminal", function()
       "'int poll(void *fds, unsigned long n, int timeout);') ffi.C.poll(nil, 0, 20) return x end")
     -- a job gets a shard per slot the master grants, and it counts the
     -- slots of the last job taken until the agents' next heartbeats
-    assert.truthy(wait_slots(nil, 10))
+    assert.truthy(h.wait_slots(cluster))
     local from = log_lengths()
     typed = typed + 1
     t:start_line("f:range(1, 100000):map(nap):count()")
@@ -171,7 +145,7 @@ describe("gleam repl --master in a terminal", function()
     -- Ctrl-C goes to it
     assert.truthy(h.wait_for(30, function() return #executors_since(from) == 4 end),
       "the job's executors did not start:\n" .. t:screen())
-    assert.truthy(wait_slots(0, 10))
+    assert.truthy(h.wait_slots(cluster, 0))
     t:keys("C-c")
     local screen = t:wait(term.at_prompt, "the prompt after Ctrl-C", 30)
     has(screen, "gleam> f:range(1, 100000):map(nap):count()\n^C\ngleam: interrupted (Ctrl-C)\ngleam>")
@@ -191,7 +165,7 @@ describe("gleam repl --master in a terminal", function()
         "executor " .. pid .. " of the cancelled job still runs, or no agent says it killed it")
     end
     -- and the master sees every slot free again
-    assert.truthy(wait_slots(nil, 10))
+    assert.truthy(h.wait_slots(cluster))
   end)
 
   step("runs the next job after the cancelled one", function()

@@ -122,8 +122,8 @@ function Term:cursor_row()
 end
 
 -- Whether the cursor is at the start of the line below the screen's last
--- text (the pane has no scrollback yet, so the cursor's row counts the
--- lines above).
+-- text (while a session fits the pane's height there is no scrollback, so
+-- the cursor's row counts the lines above).
 function Term:cursor_below(screen)
   local _, nl = screen:gsub("\n", "")
   return self:cursor_row() == nl
@@ -138,14 +138,28 @@ function Term:start_line(text)
     "the line to be taken: " .. text)
 end
 
+-- The first child of process pid: from /proc/PID/task/PID/children where
+-- the kernel has it, else from every process's parent in /proc/*/stat.
+local function child_of(pid)
+  local kids = h.read_file(string.format("/proc/%d/task/%d/children", pid, pid))
+  if kids then return tonumber(kids:match("%d+")) end
+  local p = io.popen("ls /proc")
+  for name in p:lines() do
+    local stat = name:match("^%d+$") and h.read_file("/proc/" .. name .. "/stat") or ""
+    if tonumber(stat:match("%)%s+%S+%s+(%d+)")) == pid then
+      p:close()
+      return tonumber(name)
+    end
+  end
+  p:close()
+  return nil
+end
+
 -- The REPL's pid: the child of the pane's shell.
 function Term:pid()
   if self.repl_pid then return self.repl_pid end
   local shell = tonumber((self:tmux("display-message -p '#{pane_pid}'")))
-  self.repl_pid = h.wait_for(10, function()
-    local kids = h.read_file(string.format("/proc/%d/task/%d/children", shell, shell)) or ""
-    return tonumber(kids:match("%d+"))
-  end)
+  self.repl_pid = h.wait_for(10, function() return child_of(shell) end)
   assert(self.repl_pid, "the pane's shell (pid " .. tostring(shell) .. ") has no child")
   return self.repl_pid
 end
