@@ -594,8 +594,8 @@ helpers.LOOPBACK = {
 -- cores (each agent's, default 2), heartbeat (seconds, default "0.2", so
 -- slots a job took show free again soon), env ({ NAME = value } for every
 -- daemon, e.g. GLEAM_SECRET), and where they run: master_host and
--- agent_hosts (a list), each { ip = address to listen on, spawn =
--- function(host, args, env) }, default helpers.LOOPBACK.
+-- agent_hosts (a list), each a host like helpers.LOOPBACK (its default):
+-- ip, the address to listen on, and the methods spawn and gleam.
 function helpers.start_cluster(opts)
   opts = opts or {}
   local mhost = opts.master_host or helpers.LOOPBACK
