@@ -303,7 +303,7 @@ out:close()
     assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
   end)
 
-  it("gives each executor its agent's memory over its cores, and spills under the agent's --dir", function()
+  it("gives each executor half its agent's memory over its cores, and spills under the agent's --dir", function()
     local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" })
     m.addr = helpers.listening(m)
     local adir = helpers.tmpdir() .. "/agent"
@@ -312,8 +312,8 @@ out:close()
     helpers.listening(a)
     assert.truthy(helpers.wait_for(10, function() return (helpers.read_file(m.log) or ""):find("registered") end))
     local dir = helpers.tmpdir()
-    -- 2 tasks of ~3 MB each: past half of a 4 MiB executor budget, not of
-    -- 8 MiB; the last row naps, so the spill can be seen
+    -- 2 tasks of ~3 MB each: past half of a 2 MiB executor budget (8M / 2
+    -- / 2 cores), not of 8 MiB; the last row naps, so the spill can be seen
     helpers.write_file(dir .. "/job.lua", NAPPING .. [[
 local n = gleam.flow("big"):range(1, 60000):map(function(x)
   napping(x, 60000)
