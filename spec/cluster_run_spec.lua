@@ -4,8 +4,10 @@
 -- orders its rows (the examples, sort_by, top), as multisets otherwise.
 -- Then the failures: a Lua error fails the job with local mode's message
 -- after --max-attempts runs; an executor killed with SIGKILL mid-task, an
--- agent killed mid-job and the master killed mid-job leave the output as
--- it would have been.
+-- agent killed mid-job (also after it finished a stage whose shards it
+-- held) and the master killed mid-job leave the output as it would have
+-- been. The agents hold a job's shards only while it runs, and move a
+-- task's output larger than one frame, spilling it to LMDB under --dir.
 local helpers = require "helpers"
 
 local HB = "0.2" -- agents' heartbeat: granted slots come back this fast
@@ -44,6 +46,30 @@ end
 local function count(s, pat)
   local n = 0
   for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- The bytes of shards an agent holds, from `gleam status --agent`.
+local function stored(agent)
+  local r = helpers.gleam({ "status", "--agent", agent.addr, "--timeout", "5" })
+  return tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t"))
+end
+
+-- The stored bytes of every agent still running, summed.
+local function all_stored(agents)
+  local n = 0
+  for _, a in ipairs(agents) do
+    if helpers.alive(a) then n = n + (stored(a) or 0) end
+  end
+  return n
+end
+
+-- The size of a file in bytes (0: none).
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = f:seek("end")
+  f:close()
   return n
 end
 
@@ -332,6 +358,52 @@ print(n)
     assert.are.equal("", helpers.sh("ls -A " .. helpers.quote(adir .. "/tmp")))
   end)
 
+  -- One task's output of ~75 MB, more than a frame holds, crosses from one
+  -- agent to the other, on agents whose 8M of memory sends their shards to
+  -- LMDB under --dir; a second run reuses the space the first one's
+  -- dropped shards left.
+  it("moves a task's output larger than a frame between agents, spilled under their --dir", function()
+    local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" })
+    m.addr = helpers.listening(m)
+    local agents, dirs = {}, {}
+    for i = 1, 2 do
+      dirs[i] = helpers.tmpdir() .. "/agent"
+      agents[i] = helpers.spawn({ "agent", "--master", m.addr, "--listen", "127.0.0.1:0", "--cores", "1",
+        "--memory", "8M", "--dir", dirs[i], "--heartbeat", HB })
+      agents[i].addr = helpers.listening(agents[i])
+    end
+    assert.truthy(helpers.wait_for(10, function()
+      return count(helpers.read_file(m.log) or "", "registered") == 2
+    end))
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", [[
+local gleam = require "gleam"
+local rows = gleam.flow("big"):range(1, 700000, { shards = 1 })
+  :map(function(x) return x, ("y"):rep(100) end)
+  :partition(2)
+  :map(function(x, s) return x % 10, #s + x end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :sort_by(1):collect()
+for _, r in ipairs(rows) do print(r[1], r[2]) end
+]])
+    local loc = helpers.gleam({ "run", "job.lua" }, dir)
+    assert.are.equal(0, loc.status, shown(loc))
+    assert.are.equal(10, count(loc.stdout, "\n"))
+    -- the largest data file of the two agents after each run
+    local sizes = {}
+    for round = 1, 3 do
+      local clu = helpers.gleam({ "run", "--master", m.addr, "job.lua" }, dir)
+      assert.are.equal(0, clu.status, shown(clu))
+      assert.are.equal(loc.stdout, clu.stdout)
+      assert.truthy(helpers.wait_for(5, function() return all_stored(agents) == 0 end))
+      sizes[round] = math.max(file_size(dirs[1] .. "/shards/data.mdb"), file_size(dirs[2] .. "/shards/data.mdb"))
+    end
+    -- the 75 MB went through LMDB, and later runs reused the room the
+    -- dropped shards left (the first-stage task may run on either agent)
+    assert.truthy(sizes[1] > 64 * 2 ^ 20, "data.mdb files of " .. sizes[1] .. " bytes")
+    assert.truthy(sizes[3] <= sizes[1] * 1.2, table.concat(sizes, " bytes, then "))
+  end)
+
   -- (SIGTERM: a background process of the spec's shell ignores SIGINT)
   it("stops a job's executors when its driver is stopped", function()
     local _, drv, started = slow_job()
@@ -341,6 +413,77 @@ print(n)
     assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end), agents_log())
     assert.truthy(agents_log():find("killed its executor %(pid " .. alive[1].pid .. "%): its driver is gone"),
       agents_log())
+    -- and the shards its finished tasks left are dropped with its connection
+    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
+      "stored: " .. all_stored(cluster.agents))
+  end)
+
+  it("keeps a job's shards on the agents while it runs, and drops them when it ends", function()
+    local dir, drv = slow_job()
+    -- the quick tasks' outputs are on their agents while the napping one runs
+    local mid = helpers.wait_for(3, function()
+      local n = all_stored(cluster.agents)
+      return n > 0 and n
+    end)
+    same_output(dir, drv)
+    assert.truthy(mid, "no agent held a shard mid-job")
+    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
+      "stored after the job: " .. all_stored(cluster.agents))
+  end)
+
+  -- A multi-stage job: reduce_by_key, then a map one task of which naps,
+  -- then sort_by. Once the second stage has started (the first is done,
+  -- its shards on every agent), an agent not running the napping task is
+  -- killed: the shards it held, of both stages, are made again from what
+  -- the others hold, and no task is charged an attempt for it.
+  it("makes again the shards an agent killed after the first stage held, with local mode's output", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+local rows = gleam.flow("lost"):range(1, 200000):map(function(x) return x % 5003, x end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :map(function(k, v) napping(k, 17) return k, v end)
+  :sort_by(2, { desc = true }):collect()
+local out = assert(io.open(arg[1], "w"))
+for _, r in ipairs(rows) do out:write(r[1], "\t", r[2], "\n") end
+out:close()
+]])
+    local loc = helpers.gleam({ "run", "job.lua", dir .. "/local.out" }, dir)
+    assert.are.equal(0, loc.status, shown(loc))
+    local before = {}
+    for i, a in ipairs(cluster.agents) do before[i] = #(helpers.read_file(a.log) or "") end
+    -- task ids started since: stage << 32 | index, with the executor and agent
+    local function started()
+      local t = {}
+      for i, a in ipairs(cluster.agents) do
+        local log = (helpers.read_file(a.log) or ""):sub(before[i] + 1)
+        for id, pid in log:gmatch("task (%d+) of job %d+: executor pid (%d+) started") do
+          t[#t + 1] = { stage = math.floor(tonumber(id) / 2 ^ 32), pid = tonumber(pid), agent = a }
+        end
+      end
+      return t
+    end
+    local function of_stage(s)
+      local n = 0
+      for _, e in ipairs(started()) do if e.stage == s then n = n + 1 end end
+      return n
+    end
+    -- one attempt per task: a task is not charged for the agent's loss
+    local drv = helpers.spawn({ "run", "--master", cluster.master.addr, "--max-attempts", "1", dir .. "/job.lua",
+      dir .. "/cluster.out" })
+    assert.truthy(helpers.wait_for(15, function() return of_stage(1) > 0 end), agents_log())
+    local first = of_stage(0)
+    -- the quick tasks of the second stage are done; the napping one is not
+    assert.truthy(helpers.wait_for(5, function() return #running(started()) == 1 end), agents_log())
+    local napping = running(started())
+    local victim
+    for _, e in ipairs(started()) do
+      if e.stage == 0 and e.agent ~= napping[1].agent and helpers.alive(e.agent) then victim = e.agent end
+    end
+    assert.truthy(victim, "no other agent ran a task of the first stage: " .. agents_log())
+    helpers.kill(victim)
+    same_output(dir, drv)
+    -- the lost first-stage shards were made again
+    assert.truthy(of_stage(0) > first, agents_log())
   end)
 
   -- These two change the cluster: they come last.
