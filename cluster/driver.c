@@ -408,6 +408,17 @@ static void dispatch(drv *d)
 
 static void start_stage(drv *d);
 
+/* Frees the first runs' samples of a stage of ntasks. */
+static void free_first(dstage *ds, uint32_t ntasks)
+{
+    for (uint32_t i = 0; ds->first && i < ntasks; i++) {
+        gl_buf_free(&ds->first[i].sample);
+        free(ds->first[i].sample_off);
+    }
+    free(ds->first);
+    ds->first = NULL;
+}
+
 /* Stage d->s has completed for the first time: its counts, the range
  * bounds of the next stage, and the next stage's turn. */
 static void stage_complete(drv *d)
@@ -424,12 +435,7 @@ static void stage_complete(drv *d)
     int rc = 0;
     if (st->sample && d->s + 1 < d->stages.n)
         rc = gl_stage_bounds(&d->stages.v[d->s + 1], ds->first, st->ntasks);
-    for (uint32_t i = 0; i < st->ntasks; i++) {
-        gl_buf_free(&ds->first[i].sample);
-        free(ds->first[i].sample_off);
-    }
-    free(ds->first);
-    ds->first = NULL;
+    free_first(ds, st->ntasks);
     if (rc) {
         finish(d, GL_ENOMEM, "sort: out of memory");
         return;
@@ -879,11 +885,7 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
     gl_output_free(d->result);
     for (uint32_t s = 0; d->ds && s < d->stages.n; s++) {
         dstage *ds = &d->ds[s];
-        for (uint32_t i = 0; ds->first && i < d->stages.v[s].ntasks; i++) {
-            gl_buf_free(&ds->first[i].sample);
-            free(ds->first[i].sample_off);
-        }
-        free(ds->first);
+        free_first(ds, d->stages.v[s].ntasks);
         free(ds->tasks);
         free(ds->rows);
         free(ds->bytes);

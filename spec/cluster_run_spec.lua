@@ -64,15 +64,6 @@ local function all_stored(agents)
   return n
 end
 
--- The size of a file in bytes (0: none).
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return 0 end
-  local n = f:seek("end")
-  f:close()
-  return n
-end
-
 -- Runs `gleam run [extra] JOB ARGS` from dir, locally and with --master.
 local function both(dir, job, args, extra)
   local function run(pre)
@@ -271,34 +262,49 @@ print(after > before and "ran on the agent" or "ran locally")
     assert.are.equal("0\t275\n1\t235\n2\t245\n3\t255\n4\t265\n5\nran on the agent\n", r.stdout)
   end)
 
-  -- A job one task of which naps 1.5 s on row 300 each time it runs: long
-  -- enough to kill something under it. Runs it locally, then starts it on
-  -- the cluster; returns dir, the driver, and a function that lists the
-  -- executors started since (pid and the agent that started it).
-  local function slow_job()
+  -- Writes job.lua: NAPPING, then source, which sets `rows`, then writes
+  -- them to arg[1]. Runs it locally into local.out, then starts it on the
+  -- cluster (extra: options before the job) into cluster.out. Returns dir,
+  -- the driver, and a function that lists the executors started since,
+  -- each { pid, agent (that started it), stage }.
+  local function start_job(source, extra)
     local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
-local rows = gleam.flow("slow"):range(1, 600):map(function(x)
-  napping(x, 300)
-  return x % 10, x
-end):reduce_by_key(function(a, b) return a + b end):sort_by(1):collect()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. source .. [[
 local out = assert(io.open(arg[1], "w"))
 for _, r in ipairs(rows) do out:write(r[1], "\t", r[2], "\n") end
 out:close()
 ]])
     local loc = helpers.gleam({ "run", "job.lua", dir .. "/local.out" }, dir)
     assert.are.equal(0, loc.status, shown(loc))
-    local logs_before = {}
-    for i, a in ipairs(cluster.agents) do logs_before[i] = #(helpers.read_file(a.log) or "") end
+    local before = {}
+    for i, a in ipairs(cluster.agents) do before[i] = #(helpers.read_file(a.log) or "") end
     local function started()
       local execs = {}
       for i, a in ipairs(cluster.agents) do
-        local log = (helpers.read_file(a.log) or ""):sub(logs_before[i] + 1)
-        for pid in log:gmatch("executor pid (%d+) started") do execs[#execs + 1] = { pid = tonumber(pid), agent = a } end
+        local log = (helpers.read_file(a.log) or ""):sub(before[i] + 1)
+        for id, pid in log:gmatch("task (%d+) of job %d+: executor pid (%d+) started") do
+          execs[#execs + 1] = { pid = tonumber(pid), agent = a, stage = math.floor(tonumber(id) / 2 ^ 32) }
+        end
       end
       return execs
     end
-    local drv = helpers.spawn({ "run", "--master", cluster.master.addr, dir .. "/job.lua", dir .. "/cluster.out" })
+    local args = { "run", "--master", cluster.master.addr }
+    for _, x in ipairs(extra or {}) do args[#args + 1] = x end
+    args[#args + 1] = dir .. "/job.lua"
+    args[#args + 1] = dir .. "/cluster.out"
+    return dir, helpers.spawn(args), started
+  end
+
+  -- A job one task of which naps 1.5 s on row 300 each time it runs: long
+  -- enough to kill something under it, started as start_job does once the
+  -- quick tasks are done.
+  local function slow_job()
+    local dir, drv, started = start_job([[
+local rows = gleam.flow("slow"):range(1, 600):map(function(x)
+  napping(x, 300)
+  return x % 10, x
+end):reduce_by_key(function(a, b) return a + b end):sort_by(1):collect()
+]])
     assert.truthy(helpers.wait_for(10, function() return #started() > 0 end), agents_log())
     helpers.sleep_ms(600) -- the quick tasks are done; the napping one is not
     return dir, drv, started
@@ -396,7 +402,8 @@ for _, r in ipairs(rows) do print(r[1], r[2]) end
       assert.are.equal(0, clu.status, shown(clu))
       assert.are.equal(loc.stdout, clu.stdout)
       assert.truthy(helpers.wait_for(5, function() return all_stored(agents) == 0 end))
-      sizes[round] = math.max(file_size(dirs[1] .. "/shards/data.mdb"), file_size(dirs[2] .. "/shards/data.mdb"))
+      sizes[round] = math.max(helpers.file_size(dirs[1] .. "/shards/data.mdb"),
+        helpers.file_size(dirs[2] .. "/shards/data.mdb"))
     end
     -- the 75 MB went through LMDB, and later runs reused the room the
     -- dropped shards left (the first-stage task may run on either agent)
@@ -431,49 +438,31 @@ for _, r in ipairs(rows) do print(r[1], r[2]) end
       "stored after the job: " .. all_stored(cluster.agents))
   end)
 
-  -- A multi-stage job: reduce_by_key, then a map one task of which naps,
+  -- A multi-stage job: reduce_by_key, then a map one task of which naps 3 s,
   -- then sort_by. Once the second stage has started (the first is done,
   -- its shards on every agent), an agent not running the napping task is
   -- killed: the shards it held, of both stages, are made again from what
   -- the others hold, and no task is charged an attempt for it.
   it("makes again the shards an agent killed after the first stage held, with local mode's output", function()
-    local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+    -- one attempt per task: a task is not charged for the agent's loss
+    local dir, drv, started = start_job([[
 local rows = gleam.flow("lost"):range(1, 200000):map(function(x) return x % 5003, x end)
   :reduce_by_key(function(a, b) return a + b end)
-  :map(function(k, v) napping(k, 17) return k, v end)
+  :map(function(k, v) napping(k, 17) napping(k, 17) return k, v end)
   :sort_by(2, { desc = true }):collect()
-local out = assert(io.open(arg[1], "w"))
-for _, r in ipairs(rows) do out:write(r[1], "\t", r[2], "\n") end
-out:close()
-]])
-    local loc = helpers.gleam({ "run", "job.lua", dir .. "/local.out" }, dir)
-    assert.are.equal(0, loc.status, shown(loc))
-    local before = {}
-    for i, a in ipairs(cluster.agents) do before[i] = #(helpers.read_file(a.log) or "") end
-    -- task ids started since: stage << 32 | index, with the executor and agent
-    local function started()
-      local t = {}
-      for i, a in ipairs(cluster.agents) do
-        local log = (helpers.read_file(a.log) or ""):sub(before[i] + 1)
-        for id, pid in log:gmatch("task (%d+) of job %d+: executor pid (%d+) started") do
-          t[#t + 1] = { stage = math.floor(tonumber(id) / 2 ^ 32), pid = tonumber(pid), agent = a }
-        end
-      end
-      return t
-    end
+]], { "--max-attempts", "1" })
     local function of_stage(s)
       local n = 0
       for _, e in ipairs(started()) do if e.stage == s then n = n + 1 end end
       return n
     end
-    -- one attempt per task: a task is not charged for the agent's loss
-    local drv = helpers.spawn({ "run", "--master", cluster.master.addr, "--max-attempts", "1", dir .. "/job.lua",
-      dir .. "/cluster.out" })
     assert.truthy(helpers.wait_for(15, function() return of_stage(1) > 0 end), agents_log())
     local first = of_stage(0)
-    -- the quick tasks of the second stage are done; the napping one is not
-    assert.truthy(helpers.wait_for(5, function() return #running(started()) == 1 end), agents_log())
+    -- every task of the second stage has started (there are as many as in
+    -- the first), and all but the napping one are done: the agent killed
+    -- runs none, so no task would be charged for its loss
+    assert.truthy(helpers.wait_for(10, function() return of_stage(1) == first and #running(started()) == 1 end),
+      agents_log())
     local napping = running(started())
     local victim
     for _, e in ipairs(started()) do

@@ -72,6 +72,15 @@ function helpers.write_file(path, content)
   return path
 end
 
+-- The size of a file in bytes (0: no such file).
+function helpers.file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
 function helpers.read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end

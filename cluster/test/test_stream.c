@@ -97,32 +97,28 @@ TEST(small_chunks_gathered)
     gl_output_free(o);
 }
 
+/* Appends n rows (first.., width) to partition 0 of o as one batch. */
+static void add(gl_output *o, uint64_t first, uint64_t n, size_t width)
+{
+    gl_buf b = {0};
+    gl_err err = {0};
+    rows(&b, first, n, width);
+    CHECK_EQ(0, gl_output_append(o, 0, 0, b.data, b.len, n, &err));
+    gl_buf_free(&b);
+}
+
 TEST(big_chunks)
 {
     gl_output *o = gl_output_new(1, 1, NULL, false);
-    gl_err err = {0};
-    gl_buf b = {0};
     /* small rows, then a 3 MB append (one chunk, sent as it lies), small
      * rows, a 20 MB append (cut at rows), one row of 18 MB (cut anywhere),
      * and small rows again */
-    rows(&b, 0, 10, 50);
-    REQUIRE(gl_output_append(o, 0, 0, b.data, b.len, 10, &err) == 0);
-    b.len = 0;
-    rows(&b, 10, 3000, 1000);
-    REQUIRE(gl_output_append(o, 0, 0, b.data, b.len, 3000, &err) == 0);
-    b.len = 0;
-    rows(&b, 3010, 5, 10);
-    REQUIRE(gl_output_append(o, 0, 0, b.data, b.len, 5, &err) == 0);
-    b.len = 0;
-    rows(&b, 3015, 20000, 1000);
-    REQUIRE(gl_output_append(o, 0, 0, b.data, b.len, 20000, &err) == 0);
-    b.len = 0;
-    rows(&b, 23015, 1, 18u << 20);
-    REQUIRE(gl_output_append(o, 0, 0, b.data, b.len, 1, &err) == 0);
-    b.len = 0;
-    rows(&b, 23016, 7, 10);
-    REQUIRE(gl_output_append(o, 0, 0, b.data, b.len, 7, &err) == 0);
-    gl_buf_free(&b);
+    add(o, 0, 10, 50);
+    add(o, 10, 3000, 1000);
+    add(o, 3010, 5, 10);
+    add(o, 3015, 20000, 1000);
+    add(o, 23015, 1, 18u << 20);
+    add(o, 23016, 7, 10);
     CHECK(roundtrip(o) > 30);
     gl_output_free(o);
 }
