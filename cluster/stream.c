@@ -6,7 +6,6 @@
 #include "stream.h"
 
 #include "mpk.h"
-#include "wire.h"
 
 int gl_stream_out_open(gl_stream_out *s, const gl_output *o, uint32_t part, gl_err *err)
 {
@@ -34,7 +33,7 @@ static int cut(gl_stream_out *s, const uint8_t **p, size_t *n, uint64_t *nrows, 
             if ((size_t)(q - at) >= GL_STREAM_PIECE)
                 break;
         }
-        if (rows > 1 || (size_t)(q - at) <= GL_WIRE_CHUNK_MAX) {
+        if (rows > 1 || (size_t)(q - at) <= GL_STREAM_MAX) {
             *p = at;
             *n = (size_t)(q - at);
             *nrows = rows;
@@ -53,7 +52,7 @@ static int cut(gl_stream_out *s, const uint8_t **p, size_t *n, uint64_t *nrows, 
 
 int gl_stream_out_next(gl_stream_out *s, const uint8_t **p, size_t *n, uint64_t *nrows, gl_err *err)
 {
-    if (s->c && s->c->len <= GL_WIRE_CHUNK_MAX) {
+    if (s->c && s->c->len <= GL_STREAM_MAX) {
         /* a big chunk met while gathering: whole, as it lies */
         *p = s->c->data;
         *n = s->c->len;

@@ -5,12 +5,13 @@
  * A piece holds whole rows, back to back, as a store chunk does, and is
  * sent as it lies in the store: store chunks are gathered up to about
  * GL_STREAM_PIECE bytes (one copy into the piece), and one chunk already
- * that big goes out as it is (no copy). No row is looked at, with one
- * exception: a store chunk over GL_WIRE_CHUNK_MAX (one append of a huge
- * batch) is cut at row boundaries, and a single row over it is cut
- * anywhere into pieces that say nrows 0, the last saying 1. The receiver
- * keeps such pieces until the row is whole, so a store never holds part of
- * a row. */
+ * that big, up to GL_STREAM_MAX, goes out as it is (no copy). No row is
+ * looked at, with one exception: a store chunk over GL_STREAM_MAX (one
+ * append of a huge batch) is cut at row boundaries, and a single row over
+ * it is cut anywhere into pieces that say nrows 0, the last saying 1. The
+ * receiver keeps such pieces until the row is whole, so a store never
+ * holds part of a row. So a piece is at most GL_STREAM_MAX bytes, well
+ * within the wire's GL_WIRE_CHUNK_MAX. */
 #ifndef GL_STREAM_H
 #define GL_STREAM_H
 
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #define GL_STREAM_PIECE (1u << 20) /* the size pieces are gathered to */
+#define GL_STREAM_MAX (4u << 20)   /* the largest piece */
 
 typedef struct gl_stream_out {
     gl_reader *r;

@@ -71,26 +71,7 @@ local function wait_agents(master, want, seconds, opts)
   return res
 end
 
--- Runs the handshake as role over a raw connection; returns the client
--- (ready for messages) or fails the test.
-local function handshake(addr, role, secret)
-  local c = assert(helpers.tcp(addr))
-  local hello = assert(c:frame(5))
-  -- the nonce: a 32-byte str (0xd9 0x20) after the key "nonce"
-  local at = hello:find("\165nonce\217\032", 1, true)
-  assert.truthy(at, "hello without a nonce")
-  local nonce_l = hello:sub(at + 8, at + 39)
-  assert.are.equal(32, #nonce_l)
-  local nonce_c = ("n"):rep(32)
-  local mac = helpers.hmac_sha256(secret, "gleam-v1 auth\0" .. role .. "\0" .. nonce_l .. nonce_c)
-  c:send(helpers.frame(helpers.msgpack({ t = "auth", role = role, nonce = nonce_c, mac = mac })))
-  local welcome = assert(c:frame(5))
-  assert.truthy(welcome:find("\167welcome", 1, true), "no welcome")
-  -- the listener's proof, checked by the same oracle
-  local want = helpers.hmac_sha256(secret, "gleam-v1 welcome\0" .. role .. "\0" .. nonce_c .. nonce_l)
-  assert.truthy(welcome:find(want, 1, true), "the welcome's MAC is not HMAC(secret, nonces)")
-  return c
-end
+local handshake = helpers.handshake
 
 local function set(...)
   local s = {}

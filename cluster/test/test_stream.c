@@ -10,7 +10,6 @@
 
 #include "mpk.h"
 #include "stream.h"
-#include "wire.h"
 
 /* n rows (i, "x" * width) from row first, back to back. */
 static void rows(gl_buf *b, uint64_t first, uint64_t n, size_t width)
@@ -53,7 +52,7 @@ static int roundtrip(const gl_output *from)
     int k, pieces = 0;
     while ((k = gl_stream_out_next(&so, &p, &n, &nrows, &err)) == 1) {
         pieces++;
-        CHECK(n > 0 && n <= GL_WIRE_CHUNK_MAX);
+        CHECK(n > 0 && n <= GL_STREAM_MAX);
         CHECK_EQ(0, gl_stream_in_put(&si, to, 0, 1, p, n, nrows, &err));
     }
     CHECK_EQ(0, k);
@@ -112,13 +111,14 @@ TEST(big_chunks)
     gl_output *o = gl_output_new(1, 1, NULL, false);
     /* small rows, then a 3 MB append (one chunk, sent as it lies), small
      * rows, a 20 MB append (cut at rows), one row of 18 MB (cut anywhere),
-     * and small rows again */
+     * one of 2 MB (sent whole), and small rows again */
     add(o, 0, 10, 50);
     add(o, 10, 3000, 1000);
     add(o, 3010, 5, 10);
     add(o, 3015, 20000, 1000);
     add(o, 23015, 1, 18u << 20);
-    add(o, 23016, 7, 10);
+    add(o, 23016, 1, 2u << 20);
+    add(o, 23017, 7, 10);
     CHECK(roundtrip(o) > 30);
     gl_output_free(o);
 }
