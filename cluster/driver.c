@@ -3,8 +3,9 @@
  * The driver cuts the plan into stages exactly as local mode does, with
  * the worker count set to the executor slots the master granted, and runs
  * them in order. Each task of a stage goes to an agent with a free slot as
- * one task message (stage.h): the plan's bytes, which task, and where its
- * input partitions are. The executor fetches them from the agents holding
+ * one task message (stage.h): the plan's bytes, the files its sources read
+ * and how they are cut (as the driver listed them: executors list none),
+ * which task, and where its input partitions are. The executor fetches them from the agents holding
  * them and writes its output to its own agent, which keeps it until the
  * job ends; its done tells the driver each output partition's rows and
  * bytes. So the driver keeps no rows between stages: for each stage, which
@@ -98,6 +99,7 @@ typedef struct drv {
     atomic_int *cancel;
     uint32_t max_attempts;
     gl_buf plan_bytes;
+    gl_buf splits;       /* the file sources' files and pieces, as tasks carry them */
     char cwd[4096];
     gl_stages stages;
     dstage *ds;
@@ -268,7 +270,8 @@ static int task_payload(drv *d, uint32_t s, uint32_t i, gl_buf *payload)
     }
     if (!rc) {
         gl_stage_task t = {
-            .plan = d->plan_bytes.data, .nplan = d->plan_bytes.len, .target = d->target,
+            .plan = d->plan_bytes.data, .nplan = d->plan_bytes.len, .splits = d->splits.data,
+            .nsplits = d->splits.len, .target = d->target,
             .workers = d->workers, .stage = s, .task = i, .dir = d->cwd, .ndir = strlen(d->cwd),
             .bounds = st->bounds.data, .nbounds = st->bounds.len,
             .bound_off = st->bound_off, .nbound_off = st->bound_off ? st->nparts + 1 : 0,
@@ -572,6 +575,10 @@ static void start_job(drv *d)
     }
     if (!d->stages.n) {
         finish(d, GL_EINVAL, "driver: the flow has no stages");
+        return;
+    }
+    if (gl_stage_splits_encode(&d->splits, &d->stages)) {
+        finish(d, GL_ENOMEM, "driver: out of memory");
         return;
     }
     d->started = true;
@@ -899,6 +906,7 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
     gl_stages_free(&d->stages);
     gl_store_release(d->store);
     gl_buf_free(&d->plan_bytes);
+    gl_buf_free(&d->splits);
     free(d);
     return rc;
 }

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NFIELDS 14
+#define NFIELDS 15
 
 /* A reader over msgpack bytes; the first malformed value sets bad and
  * every later read returns zero. */
@@ -102,8 +102,9 @@ int gl_stage_task_encode(gl_buf *b, const gl_stage_task *t)
     char lj[128];
     gl_stage_luajit(lj, sizeof lj);
     int rc = gl_mpk_put_array(b, NFIELDS) || gl_mpk_put_str(b, GL_STAGE_MAGIC, strlen(GL_STAGE_MAGIC)) ||
-             gl_mpk_put_str(b, lj, strlen(lj)) ||
-             gl_mpk_put_str(b, t->plan, t->nplan) || gl_mpk_put_uint(b, (uint64_t)t->target) ||
+             gl_mpk_put_str(b, lj, strlen(lj)) || gl_mpk_put_str(b, t->plan, t->nplan) ||
+             (t->nsplits ? gl_buf_append(b, t->splits, t->nsplits) : gl_mpk_put_array(b, 0)) ||
+             gl_mpk_put_uint(b, (uint64_t)t->target) ||
              gl_mpk_put_uint(b, t->workers) || gl_mpk_put_uint(b, t->stage) || gl_mpk_put_uint(b, t->task) ||
              gl_mpk_put_str(b, t->dir, t->ndir) || gl_mpk_put_str(b, t->bounds, t->nbounds) ||
              gl_mpk_put_array(b, t->nbound_off);
@@ -122,6 +123,87 @@ int gl_stage_task_encode(gl_buf *b, const gl_stage_task *t)
             rc = gl_mpk_put_uint(b, in->holder[k]);
     }
     return rc ? -1 : 0;
+}
+
+static bool file_source(const gl_stage *st)
+{
+    return st->src == GL_SRC_TEXT || st->src == GL_SRC_CSV || st->src == GL_SRC_MSGPACK;
+}
+
+int gl_stage_splits_encode(gl_buf *b, const gl_stages *stages)
+{
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < stages->n; s++)
+        n += file_source(&stages->v[s]);
+    int rc = gl_mpk_put_array(b, n);
+    for (uint32_t s = 0; s < stages->n && !rc; s++) {
+        const gl_stage *st = &stages->v[s];
+        if (!file_source(st))
+            continue;
+        uint32_t npieces = st->first[st->ntasks];
+        rc = gl_mpk_put_array(b, 4) || gl_mpk_put_uint(b, (uint64_t)st->src_step) ||
+             gl_mpk_put_array(b, st->nfiles);
+        for (uint32_t f = 0; f < st->nfiles && !rc; f++)
+            rc = gl_mpk_put_str(b, st->files[f], strlen(st->files[f]));
+        rc = rc || gl_mpk_put_array(b, npieces);
+        for (uint32_t i = 0; i < npieces && !rc; i++) {
+            const gl_piece *pc = &st->pieces[i];
+            rc = gl_mpk_put_array(b, 4) || gl_mpk_put_uint(b, pc->file) || gl_mpk_put_uint(b, pc->start) ||
+                 gl_mpk_put_uint(b, pc->end) || gl_mpk_put_uint(b, pc->line);
+        }
+        rc = rc || gl_mpk_put_array(b, st->ntasks + 1);
+        for (uint32_t t = 0; t <= st->ntasks && !rc; t++)
+            rc = gl_mpk_put_uint(b, st->first[t]);
+    }
+    return rc ? -1 : 0;
+}
+
+/* Reads one split at c and gives it to its step of plan. */
+static int read_split(gl_plan *plan, cur *c, gl_err *err)
+{
+    if (get_array(c) != 4)
+        c->bad = true;
+    int step = (int)get_uint(c, INT32_MAX);
+    uint32_t nfiles = get_array(c);
+    /* every count is bounded by the bytes left, so a lie allocates little */
+    size_t left = (size_t)(c->end - c->p);
+    if (c->bad || nfiles > left)
+        return gl_err_set(err, GL_EINVAL, "executor: malformed file list in the stage task");
+    char **files = calloc(nfiles ? nfiles : 1, sizeof *files);
+    gl_piece *pieces = NULL;
+    uint32_t *first = NULL, npieces = 0, nfirst = 0;
+    int rc = files ? 0 : gl_err_set(err, GL_ENOMEM, "executor: out of memory");
+    for (uint32_t f = 0; f < nfiles && !rc && !c->bad; f++) {
+        size_t len;
+        const uint8_t *name = get_bytes(c, &len);
+        if (!c->bad && !(files[f] = strndup((const char *)name, len)))
+            rc = gl_err_set(err, GL_ENOMEM, "executor: out of memory");
+    }
+    if (!rc && !c->bad && (npieces = get_array(c)) <= (size_t)(c->end - c->p) &&
+        !(pieces = calloc(npieces ? npieces : 1, sizeof *pieces)))
+        rc = gl_err_set(err, GL_ENOMEM, "executor: out of memory");
+    for (uint32_t i = 0; i < npieces && pieces && !rc && !c->bad; i++) {
+        if (get_array(c) != 4)
+            c->bad = true;
+        pieces[i].file = (uint32_t)get_uint(c, UINT32_MAX);
+        pieces[i].start = get_uint(c, UINT64_MAX);
+        pieces[i].end = get_uint(c, UINT64_MAX);
+        pieces[i].line = get_uint(c, UINT64_MAX);
+    }
+    if (!rc && !c->bad && pieces && (nfirst = get_array(c)) >= 2 && nfirst <= (size_t)(c->end - c->p) &&
+        !(first = malloc(nfirst * sizeof *first)))
+        rc = gl_err_set(err, GL_ENOMEM, "executor: out of memory");
+    for (uint32_t t = 0; t < nfirst && first && !rc && !c->bad; t++)
+        first[t] = (uint32_t)get_uint(c, npieces);
+    if (!rc && (c->bad || !first || first[nfirst - 1] != npieces ||
+                gl_plan_set_split(plan, step, files, nfiles, pieces, first, nfirst - 1)))
+        rc = gl_err_set(err, GL_EINVAL, "executor: malformed file list in the stage task");
+    for (uint32_t f = 0; f < nfiles && files; f++)
+        free(files[f]);
+    free(files);
+    free(pieces);
+    free(first);
+    return rc;
 }
 
 int gl_stage_task_is(const uint8_t *p, size_t n)
@@ -282,6 +364,11 @@ int gl_stage_open(const uint8_t *payload, size_t n, uint64_t memory, gl_stage_ru
         return gl_err_set(err, GL_EINVAL, "executor: task refused: its bytecode is from %.*s, this executor runs %s",
                           (int)(nlj > 200 ? 200 : nlj), (const char *)lj, mine);
     const uint8_t *plan_bytes = get_bytes(&c, &nplan);
+    uint32_t nsplits = get_array(&c);
+    const uint8_t *splits_at = c.p;
+    for (uint32_t i = 0; i < nsplits && !c.bad; i++)
+        if (!(c.p = gl_mpk_skip(c.p, c.end)))
+            c.bad = true;
     int target = (int)get_uint(&c, INT32_MAX);
     uint32_t workers = (uint32_t)get_uint(&c, 1u << 20);
     uint32_t stage = (uint32_t)get_uint(&c, UINT32_MAX);
@@ -315,6 +402,9 @@ int gl_stage_open(const uint8_t *payload, size_t n, uint64_t memory, gl_stage_ru
     r->stage = stage;
     r->task = task;
     int rc = gl_plan_decode(plan_bytes, nplan, &r->plan, err);
+    cur sc = {splits_at, payload + n, false};
+    for (uint32_t i = 0; i < nsplits && !rc; i++)
+        rc = read_split(r->plan, &sc, err);
     if (!rc)
         rc = gl_plan_stages(r->plan, target, workers, &r->run.stages, err);
     if (rc)

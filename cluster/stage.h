@@ -17,9 +17,16 @@
  * the agent that holds its output, as an index into the task's list of
  * agent addresses.
  *
+ * The files a text, CSV or msgpack source reads, and how they are cut into
+ * its tasks' pieces, are the driver's (splits): an executor plans with
+ * them rather than listing the files again, so every process sees the
+ * same stages and each task reads the pieces the driver gave it.
+ *
  * Task payload, a msgpack array:
- *   ["gleam-stage", luajit, plan, target, workers, stage, task, dir, bounds,
- *    [bound_off...], width0, width1, [addr...], [[stage, part, [agent...]]...]]
+ *   ["gleam-stage", luajit, plan, splits, target, workers, stage, task, dir,
+ *    bounds, [bound_off...], width0, width1, [addr...],
+ *    [[stage, part, [agent...]]...]]
+ * splits: [[step, [file...], [[file, start, end, line]...], [first...]]...]
  * Result payload: [[[nrows, bytes] per partition], [key...], width, skipped]
  * where luajit names the driver's LuaJIT and the kind of bytecode it makes
  * (gl_stage_luajit): an executor whose LuaJIT makes another kind refuses
@@ -47,6 +54,8 @@ typedef struct gl_stage_input {
 typedef struct gl_stage_task {
     const uint8_t *plan; /* borrowed, like every pointer here */
     size_t nplan;
+    const uint8_t *splits; /* gl_stage_splits_encode's */
+    size_t nsplits;
     int target;
     uint32_t workers, stage, task;
     const char *dir;
@@ -64,6 +73,11 @@ typedef struct gl_stage_task {
 
 /* Appends the task payload to out. 0 or -1 (out of memory). */
 int gl_stage_task_encode(gl_buf *out, const gl_stage_task *t);
+
+/* Appends the splits of the plan's file sources, as gl_plan_stages cut
+ * them into stages, to out. 0 or -1 (out of memory). */
+struct gl_stages;
+int gl_stage_splits_encode(gl_buf *out, const struct gl_stages *stages);
 
 /* True when a task payload is a stage task (else: a function call, which
  * gleam.executor runs). */

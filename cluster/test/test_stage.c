@@ -4,7 +4,8 @@
  * rows the local engine gives: a source stage, and a shuffle, whose tasks
  * fetch their input partitions from where the first stage's tasks left
  * them (here, outputs standing for the agents' shards, moved through the
- * stream code as chunk messages would be). A task from another kind of
+ * stream code as chunk messages would be). A text source's tasks read the
+ * files as the driver listed and cut them. A task from another kind of
  * LuaJIT is refused naming both; every truncation of a task and of a
  * result is refused with a message, never read out of bounds. */
 #define _GNU_SOURCE
@@ -51,11 +52,14 @@ static void encode(gl_buf *payload, gl_plan *p, int target, uint32_t stage, uint
     uint32_t holder[16] = {0};
     gl_stage_input in = {stage ? stage - 1 : 0, task, holder, stage ? stages.v[stage - 1].ntasks : 0};
     const char *agents[] = {"127.0.0.1:1"};
-    gl_stage_task t = {.plan = pb.data, .nplan = pb.len, .target = target, .workers = 2, .stage = stage,
-                       .task = task, .dir = cwd, .ndir = strlen(cwd), .agents = agents, .nagents = 1,
-                       .inputs = &in, .ninputs = stage ? 1 : 0};
+    gl_buf splits = {0};
+    REQUIRE(gl_stage_splits_encode(&splits, &stages) == 0);
+    gl_stage_task t = {.plan = pb.data, .nplan = pb.len, .splits = splits.data, .nsplits = splits.len,
+                       .target = target, .workers = 2, .stage = stage, .task = task, .dir = cwd,
+                       .ndir = strlen(cwd), .agents = agents, .nagents = 1, .inputs = &in, .ninputs = stage ? 1 : 0};
     REQUIRE(gl_stage_task_encode(payload, &t) == 0);
     gl_stages_free(&stages);
+    gl_buf_free(&splits);
     gl_buf_free(&pb);
 }
 
@@ -184,6 +188,62 @@ TEST(runs_as_locally) { run_plan(0); }
 
 TEST(shuffles_as_locally) { run_plan(3); }
 
+/* A text source's tasks read the files the driver listed, cut as it cut
+ * them: a file that matches the glob only after the driver planned is not
+ * read, and every truncation of such a task is refused. */
+TEST(file_list_from_the_driver)
+{
+    char dir[] = "/tmp/gleam-test-stage-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char path[256], pattern[256];
+    snprintf(path, sizeof path, "%s/a.txt", dir);
+    snprintf(pattern, sizeof pattern, "%s/*.txt", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    for (int i = 0; i < 3000; i++)
+        fprintf(f, "line %d of a\n", i);
+    fclose(f);
+    gl_plan *p = gl_plan_new();
+    int target = gl_plan_step(p, GL_STEP_TEXT, -1, "text", "job.lua:1");
+    gl_plan_add_path(p, target, pattern);
+    gl_plan_set_int(p, target, GL_P_SHARDS, 3);
+    gl_buf payload[3] = {{0}};
+    for (uint32_t i = 0; i < 3; i++)
+        encode(&payload[i], p, target, 0, i);
+    /* a second file, seen by any later listing */
+    snprintf(path, sizeof path, "%s/b.txt", dir);
+    REQUIRE((f = fopen(path, "w")));
+    fprintf(f, "not to be read\n");
+    fclose(f);
+    uint64_t rows = 0;
+    gl_err err = {0};
+    for (uint32_t i = 0; i < 3; i++) {
+        gl_stage_run *r = NULL;
+        REQUIRE(gl_stage_open(payload[i].data, payload[i].len, 0, &r, &err) == 0);
+        CHECK_EQ(0, gl_stage_exec(r, getenv("LUA_PATH"), NULL, &err));
+        uint32_t stage, task;
+        const gl_output *o = gl_stage_output(r, &stage, &task);
+        rows += gl_output_rows(o);
+        gl_stage_close(r);
+    }
+    CHECK_EQ(3000u, rows);
+    for (size_t n = 0; n < payload[1].len; n += 7) {
+        uint8_t *cut = malloc(n ? n : 1);
+        memcpy(cut, payload[1].data, n);
+        gl_stage_run *r = NULL;
+        gl_err e = {0};
+        CHECK(gl_stage_open(cut, n, 0, &r, &e) != 0);
+        CHECK(r == NULL);
+        free(cut);
+    }
+    for (uint32_t i = 0; i < 3; i++)
+        gl_buf_free(&payload[i]);
+    gl_plan_free(p);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(0, system(cmd));
+}
+
 TEST(other_luajit_refused)
 {
     gl_buf payload = {0};
@@ -245,4 +305,5 @@ TEST(truncations_refused)
     gl_buf_free(&result);
 }
 
-TEST_MAIN(T(runs_as_locally), T(shuffles_as_locally), T(other_luajit_refused), T(truncations_refused))
+TEST_MAIN(T(runs_as_locally), T(shuffles_as_locally), T(file_list_from_the_driver), T(other_luajit_refused),
+          T(truncations_refused))
