@@ -57,18 +57,11 @@ static int put(gl_shards *s, uint64_t job, uint32_t task, uint64_t n, size_t wid
     return rc;
 }
 
-static char *tmpdir(void)
-{
-    static char dir[256];
-    snprintf(dir, sizeof dir, "%s/gleam-test-shard-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    return mkdtemp(dir);
-}
-
 TEST(commit_replace_drop)
 {
     gl_err err = {0};
-    char *dir = tmpdir();
-    REQUIRE(dir);
+    char dir[256];
+    REQUIRE(test_tmpdir(dir, sizeof dir, "shard"));
     gl_shards *s = gl_shards_new(64u << 20, dir, &err);
     REQUIRE(s);
     CHECK_EQ(0u, gl_shards_stored(s));
@@ -100,17 +93,15 @@ TEST(commit_replace_drop)
     gl_shards_drop(s, 3);
     CHECK_EQ(0u, gl_shards_stored(s));
     gl_shards_free(s);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ(0, system(cmd));
+    CHECK_EQ(0, test_rmtree(dir));
 }
 
 /* Shards past the budget go to LMDB; dropped, their room is used again. */
 TEST(spilled_room_reused)
 {
     gl_err err = {0};
-    char *dir = tmpdir();
-    REQUIRE(dir);
+    char dir[256];
+    REQUIRE(test_tmpdir(dir, sizeof dir, "shard"));
     gl_shards *s = gl_shards_new(2u << 20, dir, &err);
     REQUIRE(s);
     char path[300];
@@ -135,9 +126,7 @@ TEST(spilled_room_reused)
     if (!CHECK(size[1] <= size[0] + size[0] / 2 && size[2] <= size[1]))
         fprintf(stderr, "  data.mdb: %lld, %lld, %lld bytes\n", size[0], size[1], size[2]);
     gl_shards_free(s);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ(0, system(cmd));
+    CHECK_EQ(0, test_rmtree(dir));
 }
 
 TEST_MAIN(T(commit_replace_drop), T(spilled_room_reused))

@@ -193,9 +193,9 @@ TEST(shuffles_as_locally) { run_plan(3); }
  * read, and every truncation of such a task is refused. */
 TEST(file_list_from_the_driver)
 {
-    char dir[] = "/tmp/gleam-test-stage-XXXXXX";
-    REQUIRE(mkdtemp(dir));
-    char path[256], pattern[256];
+    char dir[256];
+    REQUIRE(test_tmpdir(dir, sizeof dir, "stage"));
+    char path[300], pattern[300];
     snprintf(path, sizeof path, "%s/a.txt", dir);
     snprintf(pattern, sizeof pattern, "%s/*.txt", dir);
     FILE *f = fopen(path, "w");
@@ -239,9 +239,7 @@ TEST(file_list_from_the_driver)
     for (uint32_t i = 0; i < 3; i++)
         gl_buf_free(&payload[i]);
     gl_plan_free(p);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ(0, system(cmd));
+    CHECK_EQ(0, test_rmtree(dir));
 }
 
 TEST(other_luajit_refused)
