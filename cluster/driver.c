@@ -521,14 +521,21 @@ static int32_t agent_at(const drv *d, const char *addr)
     return -1;
 }
 
-/* An agent failed to serve a shard it should hold: it is treated as gone. */
+static void agent_lost(drv *d, int32_t a, const char *why);
+
+/* An agent failed to serve a shard it should hold: it is treated as gone,
+ * at once (its connection's close comes later, and meanwhile nothing must
+ * be asked of it again). */
 static void evict(drv *d, int32_t a, const char *why)
 {
     dagent *g = &d->agents[a];
     if (g->gone || !g->c)
         return;
+    gl_conn *c = g->c;
+    g->c = NULL;
     g->evicted = true;
-    gl_conn_close(g->c, "it could not serve a shard: %s", why);
+    gl_conn_close(c, "it could not serve a shard: %s", why);
+    agent_lost(d, a, why);
 }
 
 static void on_fetched(void *ud, int rc, const char *lost, const char *msg)
@@ -712,22 +719,13 @@ static void lose_agent(drv *d, int32_t g, const char *why)
     }
 }
 
-static void agent_closed(gl_conn *c, const char *why, bool was_ready)
+/* Agent a is gone (its connection closed, or the driver gave up on it). */
+static void agent_lost(drv *d, int32_t a, const char *why)
 {
-    drv *d = c->data;
-    int32_t a = agent_of(d, c);
-    if (a < 0)
-        return;
     dagent *g = &d->agents[a];
-    g->c = NULL;
     g->gone = true;
     if (d->finished)
         return;
-    if (!was_ready) {
-        if (++d->nresolved == d->nagents)
-            start_job(d);
-        return;
-    }
     bool left = false;
     for (uint32_t k = 0; k < d->nagents; k++)
         left |= d->agents[k].ready && !d->agents[k].gone;
@@ -746,6 +744,22 @@ static void agent_closed(gl_conn *c, const char *why, bool was_ready)
     }
     lose_agent(d, a, why);
     dispatch(d);
+}
+
+static void agent_closed(gl_conn *c, const char *why, bool was_ready)
+{
+    drv *d = c->data;
+    int32_t a = agent_of(d, c);
+    if (a < 0)
+        return; /* evicted: handled then */
+    d->agents[a].c = NULL;
+    if (was_ready) {
+        agent_lost(d, a, why);
+        return;
+    }
+    d->agents[a].gone = true;
+    if (!d->finished && ++d->nresolved == d->nagents)
+        start_job(d);
 }
 
 static const gl_conn_cb agent_cb = {agent_ready, agent_msg, agent_closed, NULL};

@@ -480,6 +480,45 @@ end):count())
     assert.are.equal("700000\n", helpers.read_file(drv.log))
   end)
 
+  -- An agent that no longer has a shard it should (a raw driver told it to
+  -- drop the job, while the second stage naps on the other agent): the
+  -- next stage's fetch from it ends "shard not here", the driver gives up
+  -- on that agent, and what it held is made again on the other, with one
+  -- attempt per task: no task is charged for it.
+  it("gives up on an agent that can't serve a shard, and makes what it held again", function()
+    local sc = small_cluster()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+local rows = gleam.flow("dropped"):range(1, 20000):map(function(x) return x % 101, x end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :map(function(k, v) napping(k, 17) napping(k, 17) return k, v end)
+  :sort_by(1):collect()
+for _, r in ipairs(rows) do print(r[1], r[2]) end
+]])
+    local loc = helpers.gleam({ "run", "job.lua" }, dir)
+    assert.are.equal(0, loc.status, shown(loc))
+    local logs = {}
+    for i, a in ipairs(sc.agents) do logs[i] = #(helpers.read_file(a.log) or "") end
+    local function log(i) return (helpers.read_file(sc.agents[i].log) or ""):sub(logs[i] + 1) end
+    local drv = helpers.spawn({ "run", "--master", sc.master.addr, "--max-attempts", "1", dir .. "/job.lua" }, sc.env)
+    -- the agent whose second-stage task is done while the other's naps
+    local quick, job
+    assert.truthy(helpers.wait_for(20, function()
+      for i = 1, 2 do
+        local j = log(i):match("task 429496729[67] of job (%d+) done")
+        if j then quick, job = i, j end
+      end
+      return quick
+    end), "no second-stage task finished")
+    local c = helpers.handshake(sc.agents[quick].addr, "driver", SECRET)
+    c:send(helpers.frame(helpers.msgpack({ t = "drop", job = helpers.u64(job) })))
+    assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
+    c:close()
+    assert.are.equal(loc.stdout, helpers.read_file(drv.log))
+    -- the other agent ran the first stage's tasks again
+    assert.truthy(count(log(3 - quick), "task [01] of job %d+: executor pid") >= 2, log(3 - quick))
+  end)
+
   -- (SIGTERM: a background process of the spec's shell ignores SIGINT)
   it("stops a job's executors when its driver is stopped", function()
     local _, drv, started = slow_job()
