@@ -343,6 +343,17 @@ describe("bad frames", function()
     { "a task from a peer that is not a driver", true,
       helpers.frame(helpers.msgpack({ t = "task", job = 1, task = 1, payload = "x" })),
       "unexpected task message from a peer in role 'agent'" },
+    { "a fetch from a peer that is neither an executor nor a driver", true,
+      helpers.frame(helpers.msgpack({ t = "fetch", job = 1, stage = 0, part = 0, tasks = { 0 } })),
+      "unexpected fetch message from a peer in role 'agent'" },
+    { "a drop from a peer that is not a driver", true,
+      helpers.frame(helpers.msgpack({ t = "drop", job = 1 })), "unexpected drop message from a peer in role 'agent'" },
+    { "rows nobody asked for", true,
+      helpers.frame(helpers.msgpack({ t = "chunk", job = 1, stage = 0, task = 0, part = 0, nrows = 1, rows = "\145\1" })),
+      "unexpected chunk message from a peer in role 'agent'" },
+    { "a fetch naming no task", true,
+      helpers.frame(helpers.msgpack({ t = "fetch", job = 1, stage = 0, part = 0, tasks = {} })),
+      "field 'tasks' is empty" },
   }
 
   it("closes a connection that does not finish the handshake in 10 s", function()
