@@ -2,30 +2,41 @@
  *
  * It serves on its own address (--listen) and keeps one connection to the
  * master, over which it heartbeats every interval: its address, cores,
- * memory, free executor slots and stored bytes. The first heartbeat
- * registers it. When the master can't be reached or goes away, the agent
- * tries again every interval, so a restarted master has it back within one
- * interval of coming up; it logs each change of that state once, not each
- * attempt. On its own port it answers status with itself.
+ * memory, free executor slots and the bytes of shards it holds. The first
+ * heartbeat registers it. When the master can't be reached or goes away,
+ * the agent tries again every interval, so a restarted master has it back
+ * within one interval of coming up; it logs each change of that state
+ * once, not each attempt. On its own port it answers status with itself.
  *
  * A driver (a peer in role "driver") sends tasks; each runs in its own
  * `gleam executor` process (uv_spawn), at most --cores at once, the rest
- * queued in arrival order. The task goes to the executor's stdin and its
- * done message comes back on its stdout; the agent passes it on to the
- * driver, or, when the executor ended without one (crashed, killed), a done
- * that says how it ended. When the driver's connection ends, its queued
- * tasks are dropped and its executors killed.
+ * queued in arrival order. The task goes to the executor's stdin; on its
+ * stdout come the task's output partitions as chunk messages, which the
+ * agent writes into a pending shard (shard.h), then its done message. A
+ * successful done commits the shard (it must count the rows received) and
+ * goes on to the driver; an executor that ended without one (crashed,
+ * killed) leaves no shard, and the driver gets a done that says how it
+ * ended.
  *
- * An executor's own store (a stage task's output, its spills) gets this
- * agent's --memory over --cores as its budget, and spills under DIR/tmp.
- * Stores and shard serving between agents (issue 7, later steps) are not
- * here yet: stored bytes are 0. */
+ * The agent keeps its shards, one store for all, until their job ends,
+ * and streams them to executors of other agents and to drivers that fetch
+ * them, with back pressure (shard.h). A job's shards go when its driver
+ * says drop, or when that driver's connection ends, which also drops its
+ * queued tasks and kills its executors.
+ *
+ * --memory is split in two halves: the shards keep their rows in memory
+ * within one (the store's rule: half its budget of --memory) and spill to
+ * LMDB under DIR/shards past it; the running executors share the other,
+ * each with --memory / 2 / --cores as its store's budget (fetched inputs,
+ * operators, output), spilling under DIR/tmp. Both directories are cleared
+ * at start: a killed agent's data belongs to jobs that are over. */
 #define _GNU_SOURCE
 #include "cluster.h"
 
 #include "conn.h"
 #include "log.h"
 #include "opt.h"
+#include "shard.h"
 #include "task.h"
 
 #include <errno.h>
@@ -43,8 +54,10 @@ static const char USAGE[] =
     "\n"
     "Runs a cluster agent: it registers with the master and heartbeats to it,\n"
     "and reconnects when the master restarts. It runs the tasks drivers send\n"
-    "in `gleam executor` processes, at most --cores at once. Logs go to stderr.\n"
-    "Stops on SIGINT or SIGTERM.\n"
+    "in `gleam executor` processes, at most --cores at once, keeps the shards\n"
+    "they write until their job ends (memory, then LMDB under DIR/shards), and\n"
+    "serves them to the executors and drivers that fetch them. Logs go to\n"
+    "stderr. Stops on SIGINT or SIGTERM.\n"
     "\n"
     "options:\n"
     "  --master HOST:PORT    the master to join (required)\n"
@@ -53,9 +66,10 @@ static const char USAGE[] =
     "                        picks a free one, logged at start)\n"
     "  --cores N             executor slots: executors run at once (default: the\n"
     "                        CPUs this process may use)\n"
-    "  --memory SIZE         store memory, e.g. 512M or 16G (default: half the RAM);\n"
-    "                        each executor's budget is SIZE / --cores, and it\n"
-    "                        spills to LMDB under DIR/tmp past it\n"
+    "  --memory SIZE         memory, e.g. 512M or 16G (default: half the RAM): the\n"
+    "                        shards held keep within SIZE / 2 and spill to LMDB\n"
+    "                        under DIR/shards past it; each executor's budget is\n"
+    "                        SIZE / 2 / --cores, past which it spills under DIR/tmp\n"
     "  --heartbeat SECONDS   heartbeat interval, 0.05 to 60 (default 1)\n"
     "  --secret-file FILE    the cluster's shared secret (default: the environment\n"
     "                        variable GLEAM_SECRET); without one, only a loopback\n"
@@ -69,6 +83,7 @@ typedef struct gl_exec {
     gl_wire_reader rd;
     gl_conn *driver;         /* who asked; NULL once it is gone */
     uint64_t job, task;
+    gl_shard_put *put;       /* the shard its chunks go to (a stage task), until done */
     gl_buf frame;            /* the task frame, until written */
     gl_msg done;             /* what the executor answered, if have_done */
     bool have_done, exited;
@@ -95,16 +110,26 @@ static struct {
     uint32_t nrunning;
     char exe[4096];                   /* this program, which executors run */
     char **exec_env;                  /* the executors' environment (exec_env_make) */
+    gl_shards *shards;
 } A;
 
 extern char **environ;
 
+/* The variables exec_env_make sets for executors (and frees). */
+static bool ours(const char *v)
+{
+    return !strncmp(v, "TMPDIR=", 7) || !strncmp(v, "GLEAM_EXECUTOR_MEMORY=", 22) ||
+           !strncmp(v, "GLEAM_SECRET_FILE=", 18);
+}
+
 /* The executors' environment: ours, with TMPDIR set to DIR/tmp (where an
  * executor's store spills; cleared at start, as a killed executor leaves
- * its files) and GLEAM_EXECUTOR_MEMORY to this agent's memory over its
- * cores, so executors running at once keep within --memory together.
+ * its files), GLEAM_EXECUTOR_MEMORY to their half of this agent's memory
+ * over its cores, so executors running at once keep within it together,
+ * and GLEAM_SECRET_FILE naming the secret file when there is one (else
+ * they have GLEAM_SECRET as we do), for fetching from other agents.
  * 0, or an error in err. */
-static int exec_env_make(const char *dir, gl_err *err)
+static int exec_env_make(const char *dir, const char *secret_file, gl_err *err)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/tmp", dir);
@@ -112,18 +137,22 @@ static int exec_env_make(const char *dir, gl_err *err)
         return err->code;
     if (mkdir(tmp, 0700) && errno != EEXIST)
         return gl_err_set(err, GL_EIO, "cannot make %s: %s", tmp, strerror(errno));
+    char secret[PATH_MAX];
+    if (secret_file && !realpath(secret_file, secret))
+        return gl_err_set(err, GL_EIO, "--secret-file %s: %s", secret_file, strerror(errno));
     size_t n = 0;
     while (environ[n])
         n++;
-    if (!(A.exec_env = calloc(n + 3, sizeof *A.exec_env)))
+    if (!(A.exec_env = calloc(n + 4, sizeof *A.exec_env)))
         return gl_err_set(err, GL_ENOMEM, "out of memory");
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "TMPDIR=", 7) && strncmp(environ[i], "GLEAM_EXECUTOR_MEMORY=", 22))
+        if (!ours(environ[i]))
             A.exec_env[k++] = environ[i];
     if (asprintf(&A.exec_env[k++], "TMPDIR=%s", tmp) < 0 ||
         asprintf(&A.exec_env[k++], "GLEAM_EXECUTOR_MEMORY=%llu",
-                 (unsigned long long)(A.self.memory / (A.self.cores ? A.self.cores : 1))) < 0)
+                 (unsigned long long)(A.self.memory / 2 / (A.self.cores ? A.self.cores : 1))) < 0 ||
+        (secret_file && asprintf(&A.exec_env[k++], "GLEAM_SECRET_FILE=%s", secret) < 0))
         return gl_err_set(err, GL_ENOMEM, "out of memory");
     return 0;
 }
@@ -137,6 +166,7 @@ static void send_heartbeat(void)
     m.type = GL_MSG_HEARTBEAT;
     m.agent = A.self;
     m.agent.free_slots = A.self.cores - A.nrunning;
+    m.agent.stored = gl_shards_stored(A.shards);
     gl_conn_send(A.master, &m);
 }
 
@@ -180,7 +210,7 @@ static void master_closed(gl_conn *c, const char *why, bool was_ready)
     snprintf(A.last_why, sizeof A.last_why, "%s", was_ready ? "" : why);
 }
 
-static const gl_conn_cb master_cb = {master_ready, master_msg, master_closed};
+static const gl_conn_cb master_cb = {master_ready, master_msg, master_closed, NULL};
 
 static void on_beat(uv_timer_t *t)
 {
@@ -198,6 +228,7 @@ static void on_beat(uv_timer_t *t)
 
 static void exec_free(gl_exec *e)
 {
+    gl_shard_put_abort(e->put); /* not committed: no done, or a failed one */
     gl_buf_free(&e->frame);
     gl_wire_reader_free(&e->rd);
     gl_msg_free(&e->done);
@@ -276,6 +307,26 @@ static void exec_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(rbuf, sizeof rbuf);
 }
 
+/* A done from e's executor: a successful one commits its shard, which
+ * must hold what the done counts; a failed one, or one whose driver is
+ * gone, drops it. */
+static void exec_done(gl_exec *e, gl_msg *m)
+{
+    e->done = *m;
+    e->have_done = true;
+    if (!e->put)
+        return;
+    gl_err err = {0};
+    if (m->ok && e->driver && gl_shard_put_commit(e->put, m->payload, m->npayload, &err)) {
+        e->done.ok = false;
+        snprintf(e->done.text, sizeof e->done.text, "agent %.200s: task %llu: %.250s", A.self.addr,
+                 (unsigned long long)e->task, err.msg);
+    } else if (!m->ok || !e->driver) {
+        gl_shard_put_abort(e->put);
+    }
+    e->put = NULL; /* committed (which frees the put) or aborted */
+}
+
 static void exec_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     gl_exec *e = s->data;
@@ -287,14 +338,17 @@ static void exec_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     int rc = n > 0 ? gl_wire_feed(&e->rd, buf->base, (size_t)n, &err) : 0;
     gl_msg m;
     while (!rc && (rc = gl_wire_next(&e->rd, &m, &err)) == 1) {
-        if (m.type != GL_MSG_DONE || e->have_done) {
+        rc = 0;
+        if (m.type == GL_MSG_CHUNK && e->put && !e->have_done && m.job == e->job &&
+            ((uint64_t)m.stage << 32 | m.task) == e->task) {
+            rc = gl_shard_put_rows(e->put, m.part, m.payload, m.npayload, m.nrows, &err);
+            gl_msg_free(&m);
+        } else if (m.type == GL_MSG_DONE && !e->have_done) {
+            exec_done(e, &m); /* e->done owns what m did */
+        } else {
             gl_msg_free(&m);
             rc = gl_err_set(&err, GL_EINVAL, "unexpected %s message", gl_msg_name(m.type));
-            break;
         }
-        e->done = m;
-        e->have_done = true;
-        rc = 0;
     }
     if (rc < 0) {
         kill_exec(e, err.msg);
@@ -386,6 +440,13 @@ static void add_task(gl_conn *c, const gl_msg *m)
     e->job = m->job;
     e->task = m->task;
     e->rd.max = GL_WIRE_MAX;
+    if (m->parts && (gl_shards_owner(A.shards, c, m->job, &err) ||
+                     !(e->put = gl_shard_put_new(A.shards, m->job, (uint32_t)(m->task >> 32), (uint32_t)m->task,
+                                                 m->parts, &err)))) {
+        exec_free(e);
+        gl_conn_refuse(c, "the agent is out of memory");
+        return;
+    }
     if (A.queue_tail)
         A.queue_tail->next = e;
     else
@@ -426,6 +487,7 @@ static void peer_msg(gl_conn *c, gl_msg *m)
         r.type = GL_MSG_AGENTS;
         gl_agent_info self = A.self;
         self.free_slots = A.self.cores - A.nrunning;
+        self.stored = gl_shards_stored(A.shards);
         r.agents = &self;
         r.nagents = 1;
         gl_conn_send(c, &r);
@@ -435,18 +497,21 @@ static void peer_msg(gl_conn *c, gl_msg *m)
         add_task(c, m);
         return;
     }
-    char why[128];
-    snprintf(why, sizeof why, "unexpected %s message from a peer in role '%s'", gl_msg_name(m->type), c->hs.role);
-    gl_conn_refuse(c, why);
+    gl_err err = {0};
+    if (gl_shards_msg(A.shards, c, m, &err)) /* fetch, drop */
+        gl_conn_refuse(c, err.msg);
 }
+
+static void peer_drained(gl_conn *c) { gl_shards_drained(A.shards, c); }
 
 static void peer_closed(gl_conn *c, const char *why, bool was_ready)
 {
+    gl_shards_gone(A.shards, c);
     drop_driver(c);
     gl_daemon_closed(c, why, was_ready);
 }
 
-static const gl_conn_cb peer_cb = {NULL, peer_msg, peer_closed};
+static const gl_conn_cb peer_cb = {NULL, peer_msg, peer_closed, peer_drained};
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -545,7 +610,10 @@ int gl_agent_main(int argc, char **argv)
     gl_log_init("agent", getenv("GLEAM_DEBUG") ? GL_LOG_DEBUG : GL_LOG_INFO);
     if (gl_daemon_secret(&A.secret, secret_file, lhost, listen, "agent"))
         return 1;
-    if (make_dir(dir, &err) || exec_env_make(dir, &err)) {
+    char shards[PATH_MAX];
+    snprintf(shards, sizeof shards, "%s/shards", dir);
+    if (make_dir(dir, &err) || exec_env_make(dir, secret_file, &err) ||
+        !(A.shards = gl_shards_new(A.self.memory, shards, &err))) {
         fprintf(stderr, "gleam agent: %s\n", err.msg);
         return 1;
     }
@@ -582,9 +650,10 @@ int gl_agent_main(int argc, char **argv)
             ;
     }
     gl_loop_drain(&A.loop);
-    for (size_t i = 0; A.exec_env[i]; i++)
-        if (!strncmp(A.exec_env[i], "TMPDIR=", 7) || !strncmp(A.exec_env[i], "GLEAM_EXECUTOR_MEMORY=", 22))
+    for (size_t i = 0; A.exec_env && A.exec_env[i]; i++)
+        if (ours(A.exec_env[i]))
             free(A.exec_env[i]); /* ours; the rest are environ's */
     free(A.exec_env);
+    gl_shards_free(A.shards);
     return rc;
 }

@@ -76,11 +76,16 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     gl_conn_close(c, "%s", why);
 }
 
-/* Closes once what is queued has been written; why is kept for closed. */
-static void close_after_flush(gl_conn *c, const char *why)
+size_t gl_conn_queued(const gl_conn *c) { return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp); }
+
+void gl_conn_close_flushed(gl_conn *c, const char *why)
 {
-    if (c->closing)
+    if (c->closing || c->shutting)
         return;
+    if (!c->connected) {
+        gl_conn_close(c, "%s", why);
+        return;
+    }
     snprintf(c->why, sizeof c->why, "%s", why);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_shutdown_t *req = malloc(sizeof *req);
@@ -91,6 +96,7 @@ static void close_after_flush(gl_conn *c, const char *why)
     }
     req->data = c;
     c->connected = false; /* reading is over */
+    c->shutting = true;
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -101,6 +107,8 @@ static void on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         gl_conn_close(c, "write to %s: %s", c->peer, uv_strerror(status));
+    else if (!c->closing && c->ready && c->cb->drained)
+        c->cb->drained(c);
 }
 
 int gl_conn_send(gl_conn *c, const gl_msg *m)
@@ -136,7 +144,7 @@ void gl_conn_refuse(gl_conn *c, const char *text)
     m.type = GL_MSG_ERROR;
     snprintf(m.text, sizeof m.text, "%.*s", (int)sizeof m.text - 1, text);
     if (gl_conn_send(c, &m) == 0)
-        close_after_flush(c, text);
+        gl_conn_close_flushed(c, text);
 }
 
 static void handshake(gl_conn *c, const gl_msg *m)
@@ -149,7 +157,7 @@ static void handshake(gl_conn *c, const gl_msg *m)
         return;
     if (rc < 0) {
         if (send)
-            close_after_flush(c, err.msg);
+            gl_conn_close_flushed(c, err.msg);
         else
             gl_conn_close(c, "%s", err.msg);
         return;

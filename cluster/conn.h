@@ -28,6 +28,11 @@ typedef struct gl_conn_cb {
     /* The connection is gone: why (one line), and whether it got past the
      * handshake. c is freed right after this returns. */
     void (*closed)(gl_conn *c, const char *why, bool was_ready);
+    /* Optional: a queued message has been written, so the write queue
+     * (gl_conn_queued) is shorter. A sender that streams calls gl_conn_send
+     * only while that queue is below its bound, and goes on from here: the
+     * peer's reading speed then sets the pace, and nothing piles up. */
+    void (*drained)(gl_conn *c);
 } gl_conn_cb;
 
 struct gl_conn {
@@ -45,6 +50,7 @@ struct gl_conn {
     char why[GL_TEXT_MAX + 128];
     int handles;              /* open handles; freed at 0 */
     bool ready, closing, connected, resolving;
+    bool shutting;            /* gl_conn_close_flushed: closing once the queue is written */
     bool eof;                 /* the peer closed its side after the handshake */
 };
 
@@ -61,6 +67,13 @@ gl_conn *gl_conn_connect(uv_loop_t *loop, const char *host, int port, const gl_s
 
 /* Queues m. 0, or an error (the conn is then closing). */
 int gl_conn_send(gl_conn *c, const gl_msg *m);
+
+/* Bytes queued on c and not yet written to the socket. */
+size_t gl_conn_queued(const gl_conn *c);
+
+/* Closes c once what is queued has been written (a goodbye message
+ * arrives); why is what closed gets. */
+void gl_conn_close_flushed(gl_conn *c, const char *why);
 
 /* Closes c (once; later calls do nothing). why is what closed gets. */
 void gl_conn_close(gl_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -3,43 +3,58 @@
  * The driver cuts the plan into stages exactly as local mode does, with
  * the worker count set to the executor slots the master granted, and runs
  * them in order. Each task of a stage goes to an agent with a free slot as
- * one task message (stage.h): the plan's bytes, which task, and its input
- * rows; the agent runs it in a `gleam executor` and passes its done message
- * back with the task's output partitions, which the driver keeps in its own
- * store (budgeted, spilling to LMDB like local mode's) as that stage's
- * output. After a stage that samples keys for a range sink, the driver
- * cuts the bounds with the engine's own gl_stage_bounds, so partitions and
- * therefore sorted output come out as in local mode.
+ * one task message (stage.h): the plan's bytes, the files its sources read
+ * and how they are cut (as the driver listed them: executors list none),
+ * which task, and where its input partitions are. The executor fetches them from the agents holding
+ * them and writes its output to its own agent, which keeps it until the
+ * job ends; its done tells the driver each output partition's rows and
+ * bytes. So the driver keeps no rows between stages: for each stage, which
+ * agent holds each task's output and what it counts. It places a task on
+ * the agent (with a free slot) already holding the most bytes of its
+ * input, and, when the last stage is done, fetches that stage's partitions
+ * from the agents (fetch.h) into its own store (budgeted, spilling to LMDB
+ * like local mode's), which gl_cluster_run returns. After a stage that
+ * samples keys for a range sink, the driver cuts the bounds with the
+ * engine's own gl_stage_bounds, so partitions and therefore sorted output
+ * come out as in local mode.
  *
  * A task that fails (an executor that crashed or was killed, or a Lua
  * error) runs again, on another agent when there is one, up to
  * max_attempts; then its last message is the job's error. A Lua error
  * thus fails the job with the same message as local mode.
  *
- * One libuv loop per call, run on the calling thread until the job ends;
- * every connection is closed before returning, which also tells the agents
- * to kill the job's executors. An agent that goes away mid-job costs only
- * its running tasks, which run again on the others (each loss counts as an
- * attempt), since stage outputs are on the driver. Not yet here (issue 7):
- * rows move through the driver rather than between agents, so a task's
- * input and output are bounded by the frame size. */
+ * An agent that goes away mid-job costs its running tasks (each loss
+ * counts as an attempt) and the outputs it held. Those of the running
+ * stage run again; those of earlier stages are marked lost and run again
+ * only when a task that reads them has to run (its inputs first, stage
+ * order), and a task whose input fetch failed because its agent was gone
+ * goes back to the queue without counting an attempt. An agent that fails
+ * to serve a shard it should hold is treated as gone. A task that already
+ * succeeded and was lost starts its attempts afresh.
+ *
+ * One libuv loop per call, run on the calling thread until the job ends.
+ * At the end (success, failure or cancel) every agent used is told to drop
+ * the job's shards, and every connection is closed, which also tells the
+ * agents to drop them and to kill the job's executors. */
 #define _GNU_SOURCE
 #include "driver.h"
 
 #include "cluster.h"
 #include "conn.h"
+#include "fetch.h"
 #include "opt.h"
 #include "plan_wire.h"
 #include "stage.h"
 #include "task.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { T_QUEUED, T_RUNNING, T_DONE };
+enum { T_QUEUED, T_RUNNING, T_DONE, T_LOST };
 
 /* No slot free: the driver asks the master again this often, this long. */
 #define SLOT_WAIT_MS 100
@@ -50,13 +65,23 @@ typedef struct dagent {
     char addr[GL_ADDR_MAX];
     uint32_t slots, busy;
     bool ready, gone;
+    bool evicted;        /* closed by the driver: it failed to serve a shard */
 } dagent;
 
 typedef struct dtask {
     int state;
     uint32_t attempts;
-    int32_t agent; /* where it runs or last ran; -1 never */
+    int32_t agent;       /* running: where; done: who holds its output; else -1 */
+    int32_t failed_on;   /* where its last attempt failed; -1 */
 } dtask;
+
+/* What the driver keeps of a stage's output. */
+typedef struct dstage {
+    dtask *tasks;
+    uint64_t *rows, *bytes; /* [task * nparts + part], for done tasks */
+    gl_task *first;         /* samples, widths, skipped lines, until its first completion */
+    uint32_t ndone, max_width;
+} dstage;
 
 typedef struct drv {
     uv_loop_t loop;
@@ -66,37 +91,53 @@ typedef struct drv {
     gl_conn *master;
     char master_addr[GL_ADDR_MAX];
     dagent *agents;
+    const char **addrs;  /* the agents' addresses, as tasks and fetches name them */
+    uint64_t *local;     /* pick_agent's scratch: input bytes per agent */
     uint32_t nagents, nresolved, nready;
     const gl_plan *plan;
     int target;
     atomic_int *cancel;
     uint32_t max_attempts;
     gl_buf plan_bytes;
+    gl_buf splits;       /* the file sources' files and pieces, as tasks carry them */
     char cwd[4096];
     gl_stages stages;
+    dstage *ds;
     bool started;
     uint32_t workers;    /* the slots granted: the stages' default shard count */
-    gl_output **outs;
-    uint32_t *left;      /* stages still to read each output */
+    uint32_t s;          /* stages before s have completed once; s runs for the first time */
     gl_store *store;
-    uint32_t s;          /* the stage running */
-    dtask *tasks;
-    gl_task *results;    /* the running stage's samples, widths, skipped lines */
-    uint32_t ndone;
+    gl_output *result;   /* the last stage's partitions, fetched */
+    gl_fetch *fetch;     /* fetching them */
+    gl_fetch_req *freqs;
+    uint32_t *ftasks;
     uint64_t job;
     gl_stats stats;
     int rc;
     gl_err *err;
-    bool finished;
+    bool finished, fetched;
 } drv;
 
 static void close_all(drv *d)
 {
+    if (d->fetch)
+        gl_fetch_cancel(d->fetch);
+    d->fetch = NULL;
     if (d->master)
         gl_conn_close(d->master, "the job ended");
-    for (uint32_t i = 0; i < d->nagents; i++)
-        if (d->agents[i].c)
-            gl_conn_close(d->agents[i].c, "the job ended");
+    gl_msg drop;
+    memset(&drop, 0, sizeof drop);
+    drop.type = GL_MSG_DROP;
+    drop.job = d->job;
+    for (uint32_t i = 0; i < d->nagents; i++) {
+        gl_conn *c = d->agents[i].c;
+        if (!c)
+            continue;
+        if (c->ready && d->started && !gl_conn_send(c, &drop))
+            gl_conn_close_flushed(c, "the job ended");
+        else
+            gl_conn_close(c, "the job ended");
+    }
     if (!uv_is_closing((uv_handle_t *)&d->tick))
         uv_close((uv_handle_t *)&d->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&d->ask))
@@ -121,143 +162,9 @@ __attribute__((format(printf, 3, 4))) static void finish(drv *d, int rc, const c
     close_all(d);
 }
 
-/* Appends partition part of output o (every task's column, in order) to
- * the inputs as one entry; rows are copied into *keep. */
-static int add_input(gl_stage_input *in, uint32_t *n, uint32_t stage, const gl_output *o, uint32_t part,
-                     gl_buf *keep)
-{
-    gl_reader *r = gl_reader_new(o, part);
-    if (!r)
-        return GL_ENOMEM;
-    gl_buf b = {0};
-    uint64_t nrows = 0;
-    const gl_chunk *c;
-    int rc = 0;
-    while (!rc && (c = gl_reader_next(r))) {
-        rc = gl_buf_append(&b, c->data, c->len) ? GL_ENOMEM : 0;
-        nrows += c->nrows;
-    }
-    if (!rc && gl_reader_error(r))
-        rc = GL_EIO;
-    gl_reader_free(r);
-    if (rc) {
-        gl_buf_free(&b);
-        return rc;
-    }
-    *keep = b;
-    in[*n] = (gl_stage_input){stage, part, nrows, b.data, b.len};
-    (*n)++;
-    return 0;
-}
+#define MAX_READS (GL_INPUTS_MAX + 64)
 
-#define MAX_INPUTS (GL_INPUTS_MAX + 64)
-
-/* The task message for task i of the running stage; caller frees *payload. */
-static int task_payload(drv *d, uint32_t i, gl_buf *payload)
-{
-    const gl_stage *st = &d->stages.v[d->s];
-    gl_stage_input in[MAX_INPUTS];
-    gl_buf keep[MAX_INPUTS];
-    uint32_t n = 0;
-    int rc = 0;
-    if (st->src == GL_SRC_STAGE)
-        rc = add_input(in, &n, st->src_stage, d->outs[st->src_stage], i, &keep[n]);
-    if (st->src == GL_SRC_PAIR)
-        for (uint32_t k = 0; k < 2 && !rc; k++)
-            rc = add_input(in, &n, st->src_stages[k], d->outs[st->src_stages[k]], i, &keep[n]);
-    if (st->src == GL_SRC_UNION) {
-        /* task i is partition j of input k, counting the inputs' partitions in order (task.c) */
-        uint32_t j = i;
-        for (uint32_t k = 0; k < st->nsrc; k++) {
-            const gl_output *o = d->outs[st->src_stages[k]];
-            if (j < o->nparts) {
-                rc = add_input(in, &n, st->src_stages[k], o, j, &keep[n]);
-                break;
-            }
-            j -= o->nparts;
-        }
-    }
-    for (uint32_t k = 0; k < st->nops && !rc; k++)
-        if (st->ops[k].kind == GL_OP_BCAST_JOIN) {
-            const gl_output *o = d->outs[st->ops[k].side_stage];
-            for (uint32_t p = 0; p < o->nparts && !rc && n < MAX_INPUTS; p++)
-                rc = add_input(in, &n, st->ops[k].side_stage, o, p, &keep[n]);
-        }
-    if (!rc) {
-        gl_stage_task t = {
-            .plan = d->plan_bytes.data, .nplan = d->plan_bytes.len, .target = d->target,
-            .workers = d->workers, .stage = d->s, .task = i, .dir = d->cwd, .ndir = strlen(d->cwd),
-            .bounds = st->bounds.data, .nbounds = st->bounds.len,
-            .bound_off = st->bound_off, .nbound_off = st->bound_off ? st->nparts + 1 : 0,
-            .width = {st->width[0], st->width[1]}, .inputs = in, .ninputs = n};
-        rc = gl_stage_task_encode(payload, &t) ? GL_ENOMEM : 0;
-    }
-    for (uint32_t k = 0; k < n; k++)
-        gl_buf_free(&keep[k]);
-    return rc;
-}
-
-/* The agent for a task: one with a free slot, not the one it failed on
- * when another will do. -1: none free. */
-static int32_t pick_agent(drv *d, const dtask *t)
-{
-    int32_t best = -1;
-    for (uint32_t a = 0; a < d->nagents; a++) {
-        dagent *g = &d->agents[a];
-        if (!g->ready || g->gone || g->busy >= g->slots)
-            continue;
-        if (best < 0 || (best == t->agent && (int32_t)a != t->agent) ||
-            (((int32_t)a != t->agent) == (best != t->agent) && g->busy < d->agents[best].busy))
-            best = (int32_t)a;
-    }
-    return best;
-}
-
-static void dispatch(drv *d)
-{
-    const gl_stage *st = &d->stages.v[d->s];
-    for (uint32_t i = 0; i < st->ntasks && !d->finished; i++) {
-        dtask *t = &d->tasks[i];
-        if (t->state != T_QUEUED)
-            continue;
-        int32_t a = pick_agent(d, t);
-        if (a < 0)
-            return;
-        gl_buf payload = {0};
-        int rc = task_payload(d, i, &payload);
-        if (rc) {
-            gl_buf_free(&payload);
-            finish(d, rc, "driver: out of memory making task %u of stage %u", i, d->s);
-            return;
-        }
-        if (payload.len > GL_WIRE_MAX - 4096) {
-            char sz[32];
-            finish(d, GL_EINVAL,
-                   "driver: task %u of stage %u has %s of input, more than a cluster frame holds "
-                   "(rows pass through the driver in this version)",
-                   i, d->s, gl_fmt_bytes(payload.len, sz, sizeof sz));
-            gl_buf_free(&payload);
-            return;
-        }
-        gl_msg m;
-        memset(&m, 0, sizeof m);
-        m.type = GL_MSG_TASK;
-        m.job = d->job;
-        m.task = ((uint64_t)d->s << 32) | i;
-        m.payload = payload.data;
-        m.npayload = payload.len;
-        t->state = T_RUNNING;
-        t->agent = a;
-        t->attempts++;
-        d->agents[a].busy++;
-        gl_conn_send(d->agents[a].c, &m);
-        gl_buf_free(&payload);
-    }
-}
-
-static void start_stage(drv *d);
-
-/* The stages whose output st reads, into v (at most MAX_INPUTS); returns how many. */
+/* The stages st reads, into v (at most MAX_READS); returns how many. */
 static uint32_t reads(const gl_stage *st, uint32_t *v)
 {
     uint32_t n = 0;
@@ -265,49 +172,279 @@ static uint32_t reads(const gl_stage *st, uint32_t *v)
         v[n++] = st->src_stage;
     for (uint32_t i = 0; (st->src == GL_SRC_UNION || st->src == GL_SRC_PAIR) && i < st->nsrc; i++)
         v[n++] = st->src_stages[i];
-    for (uint32_t i = 0; i < st->nops && n < MAX_INPUTS; i++)
+    for (uint32_t i = 0; i < st->nops && n < MAX_READS; i++)
         if (st->ops[i].kind == GL_OP_BCAST_JOIN)
             v[n++] = st->ops[i].side_stage;
     return n;
 }
 
-static void stage_done(drv *d)
+/* Whether every stage s reads has all its outputs on live agents. */
+static bool inputs_ready(const drv *d, uint32_t s)
+{
+    uint32_t in[MAX_READS], n = reads(&d->stages.v[s], in);
+    for (uint32_t k = 0; k < n; k++)
+        if (d->ds[in[k]].ndone < d->stages.v[in[k]].ntasks)
+            return false;
+    return true;
+}
+
+/* One input partition of a task: partition part of stage's output. */
+typedef struct inref {
+    uint32_t stage, part;
+} inref;
+
+/* realloc that frees the old block when it fails. */
+static inref *grow_refs(inref *r, uint32_t cap)
+{
+    inref *q = realloc(r, cap * sizeof *r);
+    if (!q)
+        free(r);
+    return q;
+}
+
+/* The partitions task i of stage s reads, in the order it reads them,
+ * each once, into v (caller frees); returns how many, or -1 (no memory). */
+static int task_inputs(const drv *d, uint32_t s, uint32_t i, inref **v)
+{
+    const gl_stage *st = &d->stages.v[s];
+    uint32_t n = 0, cap = 4;
+    inref *r = malloc(cap * sizeof *r);
+#define PUSH(S, P) \
+    do { \
+        bool dup_ = false; \
+        for (uint32_t k_ = 0; k_ < n && !dup_; k_++) \
+            dup_ = r[k_].stage == (S) && r[k_].part == (P); \
+        if (!dup_ && n == cap && (cap *= 2, !(r = grow_refs(r, cap)))) \
+            return -1; \
+        if (!dup_) \
+            r[n++] = (inref){(S), (P)}; \
+    } while (0)
+    if (!r)
+        return -1;
+    if (st->src == GL_SRC_STAGE)
+        PUSH(st->src_stage, i);
+    if (st->src == GL_SRC_PAIR)
+        for (uint32_t k = 0; k < 2; k++)
+            PUSH(st->src_stages[k], i);
+    if (st->src == GL_SRC_UNION) {
+        /* task i is partition j of input k, counting the inputs' partitions in order (task.c) */
+        uint32_t j = i;
+        for (uint32_t k = 0; k < st->nsrc; k++) {
+            uint32_t np = d->stages.v[st->src_stages[k]].nparts;
+            if (j < np) {
+                PUSH(st->src_stages[k], j);
+                break;
+            }
+            j -= np;
+        }
+    }
+    for (uint32_t k = 0; k < st->nops; k++)
+        if (st->ops[k].kind == GL_OP_BCAST_JOIN)
+            for (uint32_t p = 0; p < d->stages.v[st->ops[k].side_stage].nparts; p++)
+                PUSH(st->ops[k].side_stage, p);
+#undef PUSH
+    *v = r;
+    return (int)n;
+}
+
+/* The task message's payload for task i of stage s; caller frees *payload. */
+static int task_payload(drv *d, uint32_t s, uint32_t i, gl_buf *payload)
+{
+    const gl_stage *st = &d->stages.v[s];
+    inref *refs = NULL;
+    int n = task_inputs(d, s, i, &refs);
+    if (n < 0)
+        return GL_ENOMEM;
+    gl_stage_input *in = calloc(n ? (size_t)n : 1, sizeof *in);
+    uint32_t **hold = calloc(d->stages.n, sizeof *hold); /* per input stage: who holds each task's output */
+    int rc = in && hold ? 0 : GL_ENOMEM;
+    for (int k = 0; k < n && !rc; k++) {
+        uint32_t r = refs[k].stage, nt = d->stages.v[r].ntasks;
+        if (!hold[r] && !(hold[r] = malloc((nt ? nt : 1) * sizeof **hold))) {
+            rc = GL_ENOMEM;
+            break;
+        }
+        for (uint32_t t = 0; t < nt; t++)
+            hold[r][t] = (uint32_t)d->ds[r].tasks[t].agent;
+        in[k] = (gl_stage_input){r, refs[k].part, hold[r], nt};
+    }
+    if (!rc) {
+        gl_stage_task t = {
+            .plan = d->plan_bytes.data, .nplan = d->plan_bytes.len, .splits = d->splits.data,
+            .nsplits = d->splits.len, .target = d->target,
+            .workers = d->workers, .stage = s, .task = i, .dir = d->cwd, .ndir = strlen(d->cwd),
+            .bounds = st->bounds.data, .nbounds = st->bounds.len,
+            .bound_off = st->bound_off, .nbound_off = st->bound_off ? st->nparts + 1 : 0,
+            .width = {st->width[0], st->width[1]}, .agents = d->addrs, .nagents = d->nagents,
+            .inputs = in, .ninputs = (uint32_t)n};
+        rc = gl_stage_task_encode(payload, &t) ? GL_ENOMEM : 0;
+    }
+    for (uint32_t r = 0; hold && r < d->stages.n; r++)
+        free(hold[r]);
+    free(hold);
+    free(in);
+    free(refs);
+    return rc;
+}
+
+/* The agent for task i of stage s: one with a free slot, not the one it
+ * last failed on when another will do; of those, the one holding the most
+ * bytes of its input, then the least busy. -1: none free, or no memory. */
+static int32_t pick_agent(drv *d, uint32_t s, uint32_t i)
+{
+    const dtask *t = &d->ds[s].tasks[i];
+    inref *refs = NULL;
+    int n = task_inputs(d, s, i, &refs);
+    if (n < 0)
+        return -1;
+    memset(d->local, 0, d->nagents * sizeof *d->local);
+    for (int k = 0; k < n; k++) {
+        const dstage *in = &d->ds[refs[k].stage];
+        uint32_t np = d->stages.v[refs[k].stage].nparts;
+        for (uint32_t u = 0; u < d->stages.v[refs[k].stage].ntasks; u++)
+            if (in->tasks[u].agent >= 0)
+                d->local[in->tasks[u].agent] += in->bytes[(size_t)u * np + refs[k].part];
+    }
+    free(refs);
+    int32_t best = -1;
+    for (uint32_t a = 0; a < d->nagents; a++) {
+        dagent *g = &d->agents[a];
+        if (!g->ready || g->gone || g->busy >= g->slots)
+            continue;
+        if (best < 0) {
+            best = (int32_t)a;
+            continue;
+        }
+        bool fresh = (int32_t)a != t->failed_on, best_fresh = best != t->failed_on;
+        if (fresh != best_fresh) {
+            if (fresh)
+                best = (int32_t)a;
+            continue;
+        }
+        if (d->local[a] != d->local[best]) {
+            if (d->local[a] > d->local[best])
+                best = (int32_t)a;
+            continue;
+        }
+        if (g->busy < d->agents[best].busy)
+            best = (int32_t)a;
+    }
+    return best;
+}
+
+/* Sends task i of stage s to agent a. 0, or the job is finished. */
+static int send_task(drv *d, uint32_t s, uint32_t i, int32_t a)
+{
+    gl_buf payload = {0};
+    int rc = task_payload(d, s, i, &payload);
+    if (rc) {
+        gl_buf_free(&payload);
+        finish(d, rc, "driver: out of memory making task %u of stage %u", i, s);
+        return rc;
+    }
+    if (payload.len > GL_WIRE_MAX - 4096) {
+        char sz[32];
+        finish(d, GL_EINVAL, "driver: task %u of stage %u is %s, more than a cluster frame holds (the plan, with "
+               "its functions and the rows of rows() sources, travels in every task)",
+               i, s, gl_fmt_bytes(payload.len, sz, sizeof sz));
+        gl_buf_free(&payload);
+        return GL_EINVAL;
+    }
+    gl_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = GL_MSG_TASK;
+    m.job = d->job;
+    m.task = ((uint64_t)s << 32) | i;
+    m.payload = payload.data;
+    m.npayload = payload.len;
+    m.parts = d->stages.v[s].nparts;
+    dtask *t = &d->ds[s].tasks[i];
+    t->state = T_RUNNING;
+    t->agent = a;
+    t->attempts++;
+    d->agents[a].busy++;
+    gl_conn_send(d->agents[a].c, &m);
+    gl_buf_free(&payload);
+    return 0;
+}
+
+static void start_fetch(drv *d);
+static bool inputs_ready_last(const drv *d);
+
+/* The highest stage that may run: the one running for the first time, or
+ * the last once every stage has completed. */
+static uint32_t top_stage(const drv *d) { return d->s < d->stages.n ? d->s : d->stages.n - 1; }
+
+static void dispatch(drv *d)
+{
+    if (d->finished || !d->started || !d->stages.n)
+        return;
+    uint32_t top = top_stage(d);
+    /* Lost outputs that a queued task reads run again: the highest stage
+     * first, so that their own lost inputs are queued in turn. */
+    for (uint32_t s = top + 1; s-- > 0;) {
+        bool queued = false;
+        for (uint32_t i = 0; i < d->stages.v[s].ntasks && !queued; i++)
+            queued = d->ds[s].tasks[i].state == T_QUEUED;
+        uint32_t in[MAX_READS], n = queued ? reads(&d->stages.v[s], in) : 0;
+        for (uint32_t k = 0; k < n; k++)
+            for (uint32_t i = 0; i < d->stages.v[in[k]].ntasks; i++)
+                if (d->ds[in[k]].tasks[i].state == T_LOST)
+                    d->ds[in[k]].tasks[i].state = T_QUEUED;
+    }
+    for (uint32_t s = 0; s <= top; s++) {
+        if (!inputs_ready(d, s))
+            continue;
+        for (uint32_t i = 0; i < d->stages.v[s].ntasks; i++) {
+            if (d->ds[s].tasks[i].state != T_QUEUED)
+                continue;
+            int32_t a = pick_agent(d, s, i);
+            if (a < 0)
+                return;
+            if (send_task(d, s, i, a))
+                return;
+        }
+    }
+    if (d->s == d->stages.n && !d->fetch && !d->fetched && inputs_ready_last(d))
+        start_fetch(d);
+}
+
+static void start_stage(drv *d);
+
+/* Frees the first runs' samples of a stage of ntasks. */
+static void free_first(dstage *ds, uint32_t ntasks)
+{
+    for (uint32_t i = 0; ds->first && i < ntasks; i++) {
+        gl_buf_free(&ds->first[i].sample);
+        free(ds->first[i].sample_off);
+    }
+    free(ds->first);
+    ds->first = NULL;
+}
+
+/* Stage d->s has completed for the first time: its counts, the range
+ * bounds of the next stage, and the next stage's turn. */
+static void stage_complete(drv *d)
 {
     gl_stage *st = &d->stages.v[d->s];
-    gl_output *o = d->outs[d->s];
+    dstage *ds = &d->ds[d->s];
     for (uint32_t i = 0; i < st->ntasks; i++) {
-        d->stats.skipped += d->results[i].skipped;
-        if (d->results[i].width > o->max_width)
-            o->max_width = d->results[i].width;
+        d->stats.skipped += ds->first[i].skipped;
+        if (ds->first[i].width > ds->max_width)
+            ds->max_width = ds->first[i].width;
     }
     d->stats.stages++;
     d->stats.tasks += st->ntasks;
     int rc = 0;
     if (st->sample && d->s + 1 < d->stages.n)
-        rc = gl_stage_bounds(&d->stages.v[d->s + 1], d->results, st->ntasks);
-    for (uint32_t i = 0; i < st->ntasks; i++) {
-        gl_buf_free(&d->results[i].sample);
-        free(d->results[i].sample_off);
-    }
-    free(d->results);
-    free(d->tasks);
-    d->results = NULL;
-    d->tasks = NULL;
-    /* An output is freed once the last stage reading it is done. */
-    uint32_t in[MAX_INPUTS], nin = reads(st, in);
-    for (uint32_t k = 0; k < nin; k++)
-        if (d->left[in[k]] && --d->left[in[k]] == 0) {
-            gl_output_free(d->outs[in[k]]);
-            d->outs[in[k]] = NULL;
-        }
+        rc = gl_stage_bounds(&d->stages.v[d->s + 1], ds->first, st->ntasks);
+    free_first(ds, st->ntasks);
     if (rc) {
         finish(d, GL_ENOMEM, "sort: out of memory");
         return;
     }
     d->s++;
-    if (d->s == d->stages.n)
-        finish(d, 0, NULL);
-    else
+    if (d->s < d->stages.n)
         start_stage(d);
 }
 
@@ -320,22 +457,111 @@ static void start_stage(drv *d)
     }
     if (st->src == GL_SRC_PAIR)
         for (uint32_t i = 0; i < 2; i++)
-            st->width[i] = d->outs[st->src_stages[i]]->max_width;
-    d->outs[d->s] = gl_output_new(st->nparts, st->ntasks, d->store, st->on_disk);
-    d->tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *d->tasks);
-    d->results = calloc(st->ntasks ? st->ntasks : 1, sizeof *d->results);
-    if (!d->outs[d->s] || !d->tasks || !d->results) {
+            st->width[i] = d->ds[st->src_stages[i]].max_width;
+    if (!(d->ds[d->s].first = calloc(st->ntasks ? st->ntasks : 1, sizeof(gl_task)))) {
         finish(d, GL_ENOMEM, "driver: out of memory");
         return;
     }
-    for (uint32_t i = 0; i < st->ntasks; i++)
-        d->tasks[i].agent = -1;
-    d->ndone = 0;
     if (!st->ntasks)
-        stage_done(d);
-    else
-        dispatch(d);
+        stage_complete(d);
 }
+
+/* ---- the last stage's rows, back to the driver ---- */
+
+static bool inputs_ready_last(const drv *d)
+{
+    return d->ds[d->stages.n - 1].ndone == d->stages.v[d->stages.n - 1].ntasks;
+}
+
+static void on_fetched(void *ud, int rc, const char *lost, const char *msg);
+
+/* Fetches every partition of the last stage: from each agent, for each
+ * partition, the tasks whose output there has rows, into d->result. */
+static void start_fetch(drv *d)
+{
+    uint32_t last = d->stages.n - 1, np = d->stages.v[last].nparts, nt = d->stages.v[last].ntasks;
+    const dstage *ds = &d->ds[last];
+    free(d->freqs);
+    free(d->ftasks);
+    d->freqs = calloc((size_t)d->nagents * np + 1, sizeof *d->freqs);
+    d->ftasks = malloc(((size_t)np * nt + 1) * sizeof *d->ftasks);
+    if (!d->result)
+        d->result = gl_output_new(np, nt, d->store, false);
+    if (!d->freqs || !d->ftasks || !d->result) {
+        finish(d, GL_ENOMEM, "driver: out of memory");
+        return;
+    }
+    uint32_t n = 0, used = 0;
+    for (uint32_t a = 0; a < d->nagents; a++)
+        for (uint32_t p = 0; p < np; p++) {
+            gl_fetch_req *r = &d->freqs[n];
+            *r = (gl_fetch_req){a, last, p, d->ftasks + used, 0, d->result};
+            for (uint32_t t = 0; t < nt; t++)
+                if (ds->tasks[t].agent == (int32_t)a && ds->rows[(size_t)t * np + p])
+                    r->tasks[r->ntasks++] = t;
+            used += r->ntasks;
+            n += r->ntasks > 0;
+        }
+    if (!n) {
+        d->fetched = true;
+        finish(d, 0, NULL);
+        return;
+    }
+    gl_err err = {0};
+    if (!(d->fetch = gl_fetch_start(&d->loop, &d->secret, "driver", d->job, d->addrs, d->freqs, n, on_fetched, d,
+                                    &err)))
+        finish(d, err.code ? err.code : GL_ENOMEM, "driver: %s", err.msg);
+}
+
+static int32_t agent_at(const drv *d, const char *addr)
+{
+    for (uint32_t a = 0; a < d->nagents; a++)
+        if (!strcmp(d->agents[a].addr, addr))
+            return (int32_t)a;
+    return -1;
+}
+
+static void agent_lost(drv *d, int32_t a, const char *why);
+
+/* An agent failed to serve a shard it should hold: it is treated as gone,
+ * at once (its connection's close comes later, and meanwhile nothing must
+ * be asked of it again). */
+static void evict(drv *d, int32_t a, const char *why)
+{
+    dagent *g = &d->agents[a];
+    if (g->gone || !g->c)
+        return;
+    gl_conn *c = g->c;
+    g->c = NULL;
+    g->evicted = true;
+    gl_conn_close(c, "it could not serve a shard: %s", why);
+    agent_lost(d, a, why);
+}
+
+static void on_fetched(void *ud, int rc, const char *lost, const char *msg)
+{
+    drv *d = ud;
+    d->fetch = NULL;
+    if (d->finished)
+        return;
+    if (!rc) {
+        d->result->max_width = d->ds[d->stages.n - 1].max_width;
+        d->fetched = true;
+        finish(d, 0, NULL);
+        return;
+    }
+    /* Start again from nothing once the lost outputs have run again. */
+    gl_output_free(d->result);
+    d->result = NULL;
+    int32_t a = agent_at(d, lost);
+    if (a < 0) {
+        finish(d, GL_EIO, "cluster: fetching the job's output: %s", msg);
+        return;
+    }
+    evict(d, a, msg); /* its closed callback queues what it held */
+}
+
+/* ---- agents ---- */
 
 static void start_job(drv *d)
 {
@@ -354,34 +580,75 @@ static void start_job(drv *d)
         finish(d, perr.code, "%s", perr.msg);
         return;
     }
+    if (!d->stages.n) {
+        finish(d, GL_EINVAL, "driver: the flow has no stages");
+        return;
+    }
+    if (gl_stage_splits_encode(&d->splits, &d->stages)) {
+        finish(d, GL_ENOMEM, "driver: out of memory");
+        return;
+    }
     d->started = true;
-    if (!(d->outs = calloc(d->stages.n ? d->stages.n : 1, sizeof *d->outs)) ||
-        !(d->left = calloc(d->stages.n ? d->stages.n : 1, sizeof *d->left))) {
+    if (!(d->ds = calloc(d->stages.n, sizeof *d->ds))) {
         finish(d, GL_ENOMEM, "driver: out of memory");
         return;
     }
     for (uint32_t s = 0; s < d->stages.n; s++) {
-        uint32_t in[MAX_INPUTS], nin = reads(&d->stages.v[s], in);
-        for (uint32_t k = 0; k < nin; k++)
-            d->left[in[k]]++;
+        const gl_stage *st = &d->stages.v[s];
+        size_t cells = (size_t)st->ntasks * st->nparts;
+        dstage *ds = &d->ds[s];
+        if (!(ds->tasks = calloc(st->ntasks ? st->ntasks : 1, sizeof *ds->tasks)) ||
+            !(ds->rows = calloc(cells ? cells : 1, sizeof *ds->rows)) ||
+            !(ds->bytes = calloc(cells ? cells : 1, sizeof *ds->bytes))) {
+            finish(d, GL_ENOMEM, "driver: out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < st->ntasks; i++)
+            ds->tasks[i] = (dtask){T_QUEUED, 0, -1, -1};
     }
-    if (!d->stages.n)
-        finish(d, 0, NULL);
-    else
-        start_stage(d);
+    start_stage(d);
+    dispatch(d);
 }
 
-/* ---- agents ---- */
+static int32_t agent_of(const drv *d, const gl_conn *c)
+{
+    for (uint32_t a = 0; a < d->nagents; a++)
+        if (d->agents[a].c == c)
+            return (int32_t)a;
+    return -1;
+}
 
 static void agent_ready(gl_conn *c)
 {
     drv *d = c->data;
-    for (uint32_t a = 0; a < d->nagents; a++)
-        if (d->agents[a].c == c)
-            d->agents[a].ready = true;
+    d->agents[agent_of(d, c)].ready = true;
     d->nready++;
     if (++d->nresolved == d->nagents)
         start_job(d);
+}
+
+/* A done task of stage s: what its output holds. */
+static int task_done(drv *d, uint32_t s, uint32_t i, int32_t a, const gl_msg *m, gl_err *err)
+{
+    dstage *ds = &d->ds[s];
+    uint32_t np = d->stages.v[s].nparts;
+    gl_task *first = ds->first ? &ds->first[i] : NULL;
+    if (first) {
+        /* a rerun before the stage's first completion: its sample again */
+        gl_buf_free(&first->sample);
+        free(first->sample_off);
+        *first = (gl_task){0};
+    }
+    int rc = gl_stage_result_apply(m->payload, m->npayload, np, ds->rows + (size_t)i * np,
+                                   ds->bytes + (size_t)i * np, first, err);
+    if (rc)
+        return rc;
+    ds->tasks[i].state = T_DONE;
+    ds->tasks[i].agent = a;
+    ds->ndone++;
+    if (ds->ndone == d->stages.v[s].ntasks && s == d->s)
+        stage_complete(d);
+    return 0;
 }
 
 static void agent_msg(gl_conn *c, gl_msg *m)
@@ -389,77 +656,113 @@ static void agent_msg(gl_conn *c, gl_msg *m)
     drv *d = c->data;
     if (d->finished)
         return;
+    int32_t a = agent_of(d, c);
     uint32_t s = (uint32_t)(m->task >> 32), i = (uint32_t)m->task;
-    if (m->type != GL_MSG_DONE || m->job != d->job || s != d->s || !d->started || i >= d->stages.v[s].ntasks ||
-        d->tasks[i].state != T_RUNNING) {
+    if (m->type != GL_MSG_DONE || m->job != d->job || !d->started || s >= d->stages.n ||
+        i >= d->stages.v[s].ntasks || d->ds[s].tasks[i].state != T_RUNNING || d->ds[s].tasks[i].agent != a) {
         gl_conn_close(c, "unexpected %s message from agent %s", gl_msg_name(m->type), c->peer);
         return;
     }
-    dtask *t = &d->tasks[i];
-    d->agents[t->agent].busy--;
+    dtask *t = &d->ds[s].tasks[i];
+    d->agents[a].busy--;
+    t->agent = -1;
     if (m->ok) {
         gl_err e = {0};
-        int rc = gl_stage_result_apply(m->payload, m->npayload, d->outs[s], i, &d->results[i], &e);
-        if (rc) {
-            finish(d, rc, "%s (task %u of stage %u, from agent %s)", e.msg, i, s, c->peer);
+        if (task_done(d, s, i, a, m, &e)) {
+            finish(d, e.code, "driver: %s (task %u of stage %u, from agent %s)", e.msg, i, s, c->peer);
             return;
         }
-        t->state = T_DONE;
-        if (++d->ndone == d->stages.v[s].ntasks) {
-            stage_done(d);
-            return;
-        }
+    } else if (m->lost[0] && agent_at(d, m->lost) >= 0) {
+        /* an input agent failed it: not the task's fault */
+        t->state = T_QUEUED;
+        t->attempts--;
+        evict(d, agent_at(d, m->lost), m->text);
     } else if (t->attempts >= d->max_attempts) {
         finish(d, GL_ETASK, "%s", m->text);
         return;
     } else {
         t->state = T_QUEUED;
+        t->failed_on = a;
     }
+    dispatch(d);
+}
+
+/* Agent g is gone: what ran there runs again, and what it held is lost. */
+static void lose_agent(drv *d, int32_t g, const char *why)
+{
+    for (uint32_t s = 0; s <= top_stage(d) && !d->finished; s++) {
+        dstage *ds = &d->ds[s];
+        /* its outputs are needed now if this stage has not completed yet,
+         * or is the last one and its rows are not fetched yet */
+        bool needed = s >= d->s || s == d->stages.n - 1;
+        for (uint32_t i = 0; i < d->stages.v[s].ntasks; i++) {
+            dtask *t = &ds->tasks[i];
+            if (t->agent != g)
+                continue;
+            t->agent = -1;
+            if (t->state == T_RUNNING) {
+                if (t->attempts >= d->max_attempts && !d->agents[g].evicted) {
+                    finish(d, GL_EIO, "cluster: task %u of stage %u was on agent %s, lost: %s (attempt %u of %u)",
+                           i, s, d->agents[g].addr, why, t->attempts, d->max_attempts);
+                    return;
+                }
+                if (d->agents[g].evicted)
+                    t->attempts--;
+                t->state = T_QUEUED;
+                t->failed_on = g;
+            } else if (t->state == T_DONE) {
+                t->state = needed ? T_QUEUED : T_LOST;
+                t->attempts = 0; /* it did succeed: its attempts start again */
+                ds->ndone--;
+            }
+        }
+    }
+}
+
+/* Agent a is gone (its connection closed, or the driver gave up on it). */
+static void agent_lost(drv *d, int32_t a, const char *why)
+{
+    dagent *g = &d->agents[a];
+    g->gone = true;
+    if (d->finished)
+        return;
+    bool left = false;
+    for (uint32_t k = 0; k < d->nagents; k++)
+        left |= d->agents[k].ready && !d->agents[k].gone;
+    if (!left) {
+        finish(d, GL_EIO, "cluster: lost agent %s mid-job, the last one: %s", g->addr, why);
+        return;
+    }
+    if (!d->started)
+        return;
+    if (d->fetch) {
+        /* the last stage's rows are fetched again once what it held has run again */
+        gl_fetch_cancel(d->fetch);
+        d->fetch = NULL;
+        gl_output_free(d->result);
+        d->result = NULL;
+    }
+    lose_agent(d, a, why);
     dispatch(d);
 }
 
 static void agent_closed(gl_conn *c, const char *why, bool was_ready)
 {
     drv *d = c->data;
-    dagent *g = NULL;
-    for (uint32_t a = 0; a < d->nagents; a++)
-        if (d->agents[a].c == c)
-            g = &d->agents[a];
-    if (!g)
-        return;
-    g->c = NULL;
-    g->gone = true;
-    if (d->finished)
-        return;
-    if (!was_ready) {
-        if (++d->nresolved == d->nagents)
-            start_job(d);
+    int32_t a = agent_of(d, c);
+    if (a < 0)
+        return; /* evicted: handled then */
+    d->agents[a].c = NULL;
+    if (was_ready) {
+        agent_lost(d, a, why);
         return;
     }
-    /* Its running tasks go back to the queue for the other agents: every
-     * stage's output is on the driver, so nothing else was lost. */
-    bool left = false;
-    for (uint32_t a = 0; a < d->nagents; a++)
-        left |= d->agents[a].ready && !d->agents[a].gone;
-    if (!left) {
-        finish(d, GL_EIO, "cluster: lost agent %s mid-job, the last one: %s", g->addr, why);
-        return;
-    }
-    if (!d->started || !d->tasks)
-        return;
-    for (uint32_t i = 0; i < d->stages.v[d->s].ntasks; i++)
-        if (d->tasks[i].state == T_RUNNING && &d->agents[d->tasks[i].agent] == g) {
-            if (d->tasks[i].attempts >= d->max_attempts) {
-                finish(d, GL_EIO, "cluster: task %u of stage %u was on agent %s, lost: %s (attempt %u of %u)", i,
-                       d->s, g->addr, why, d->tasks[i].attempts, d->max_attempts);
-                return;
-            }
-            d->tasks[i].state = T_QUEUED;
-        }
-    dispatch(d);
+    d->agents[a].gone = true;
+    if (!d->finished && ++d->nresolved == d->nagents)
+        start_job(d);
 }
 
-static const gl_conn_cb agent_cb = {agent_ready, agent_msg, agent_closed};
+static const gl_conn_cb agent_cb = {agent_ready, agent_msg, agent_closed, NULL};
 
 /* ---- the master ---- */
 
@@ -492,11 +795,14 @@ static void master_msg(gl_conn *c, gl_msg *m)
         uv_timer_start(&d->ask, on_ask, SLOT_WAIT_MS, 0);
         return;
     }
-    if (!(d->agents = calloc(m->nagents, sizeof *d->agents))) {
+    if (!(d->agents = calloc(m->nagents, sizeof *d->agents)) || !(d->addrs = calloc(m->nagents, sizeof *d->addrs)) ||
+        !(d->local = calloc(m->nagents, sizeof *d->local))) {
         finish(d, GL_ENOMEM, "driver: out of memory");
         return;
     }
     d->nagents = m->nagents;
+    for (uint32_t a = 0; a < m->nagents; a++)
+        d->addrs[a] = d->agents[a].addr;
     for (uint32_t a = 0; a < m->nagents; a++) {
         dagent *g = &d->agents[a];
         snprintf(g->addr, sizeof g->addr, "%s", m->agents[a].addr);
@@ -526,7 +832,7 @@ static void master_closed(gl_conn *c, const char *why, bool was_ready)
         finish(d, GL_EIO, "cluster: cannot get executor slots from the master at %s: %s", d->master_addr, why);
 }
 
-static const gl_conn_cb master_cb = {master_ready, master_msg, master_closed};
+static const gl_conn_cb master_cb = {master_ready, master_msg, master_closed, NULL};
 
 static void on_ask(uv_timer_t *h)
 {
@@ -574,6 +880,10 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
         free(d);
         return err->code ? err->code : GL_ENOMEM;
     }
+    /* A write to an agent that has just gone is an error on that
+     * connection, not the end of the process. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe;
+    sigaction(SIGPIPE, &ign, &old_pipe);
     uv_loop_init(&d->loop);
     uv_timer_init(&d->loop, &d->tick);
     d->tick.data = d;
@@ -584,31 +894,33 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
         finish(d, GL_ENOMEM, "driver: out of memory");
     uv_run(&d->loop, UV_RUN_DEFAULT);
     gl_loop_drain(&d->loop);
+    sigaction(SIGPIPE, &old_pipe, NULL);
 
     rc = d->rc;
-    if (!rc && d->stages.n) {
-        *out = d->outs[d->stages.n - 1];
-        d->outs[d->stages.n - 1] = NULL;
-    } else if (!rc) {
-        rc = gl_err_set(err, GL_EINVAL, "driver: the flow has no stages");
+    if (!rc) {
+        *out = d->result;
+        d->result = NULL;
     }
     if (stats)
         *stats = d->stats;
-    for (uint32_t s = 0; d->outs && s < d->stages.n; s++)
-        gl_output_free(d->outs[s]);
-    if (d->results)
-        for (uint32_t i = 0; d->s < d->stages.n && i < d->stages.v[d->s].ntasks; i++) {
-            gl_buf_free(&d->results[i].sample);
-            free(d->results[i].sample_off);
-        }
-    free(d->results);
-    free(d->tasks);
-    free(d->outs);
-    free(d->left);
+    gl_output_free(d->result);
+    for (uint32_t s = 0; d->ds && s < d->stages.n; s++) {
+        dstage *ds = &d->ds[s];
+        free_first(ds, d->stages.v[s].ntasks);
+        free(ds->tasks);
+        free(ds->rows);
+        free(ds->bytes);
+    }
+    free(d->ds);
+    free(d->freqs);
+    free(d->ftasks);
     free(d->agents);
+    free(d->addrs);
+    free(d->local);
     gl_stages_free(&d->stages);
     gl_store_release(d->store);
     gl_buf_free(&d->plan_bytes);
+    gl_buf_free(&d->splits);
     free(d);
     return rc;
 }

@@ -189,7 +189,7 @@ static void on_msg(gl_conn *c, gl_msg *m)
     }
 }
 
-static const gl_conn_cb conn_cb = {NULL, on_msg, gl_daemon_closed};
+static const gl_conn_cb conn_cb = {NULL, on_msg, gl_daemon_closed, NULL};
 
 static void on_connection(uv_stream_t *server, int status)
 {

@@ -78,7 +78,7 @@ static void on_closed(gl_conn *c, const char *why, bool was_ready)
     uv_close((uv_handle_t *)&S.timeout, NULL);
 }
 
-static const gl_conn_cb cb = {on_ready, on_msg, on_closed};
+static const gl_conn_cb cb = {on_ready, on_msg, on_closed, NULL};
 
 static void on_timeout(uv_timer_t *t)
 {

@@ -15,6 +15,8 @@ static const char *const names[GL_MSG_TYPES] = {
     [GL_MSG_ERROR] = "error",         [GL_MSG_HEARTBEAT] = "heartbeat",
     [GL_MSG_STATUS] = "status",       [GL_MSG_AGENTS] = "agents",
     [GL_MSG_TASK] = "task",           [GL_MSG_DONE] = "done",     [GL_MSG_SLOTS] = "slots",
+    [GL_MSG_CHUNK] = "chunk",         [GL_MSG_FETCH] = "fetch",   [GL_MSG_END] = "end",
+    [GL_MSG_DROP] = "drop",
 };
 
 const char *gl_msg_name(int type)
@@ -99,15 +101,43 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err)
         }
         break;
     case GL_MSG_TASK:
-        rc = gl_mpk_put_map(b, 4) || put_kstr(b, "t", "task") || put_kuint(b, "job", m->job) ||
-             put_kuint(b, "task", m->task) || put_kbytes(b, "payload", m->payload, m->npayload);
+        rc = gl_mpk_put_map(b, m->parts ? 5 : 4) || put_kstr(b, "t", "task") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "task", m->task) || put_kbytes(b, "payload", m->payload, m->npayload) ||
+             (m->parts && put_kuint(b, "parts", m->parts));
         break;
     case GL_MSG_DONE:
+        if (!str_fits(m->text, GL_TEXT_MAX) || !str_fits(m->lost, GL_ADDR_MAX))
+            goto inval;
+        rc = gl_mpk_put_map(b, m->lost[0] ? 7 : 6) || put_kstr(b, "t", "done") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "task", m->task) || put_key(b, "ok") || gl_mpk_put_bool(b, m->ok) ||
+             put_kstr(b, "text", m->text) || put_kbytes(b, "payload", m->payload, m->npayload) ||
+             (m->lost[0] && put_kstr(b, "lost", m->lost));
+        break;
+    case GL_MSG_CHUNK:
+        if (m->npayload > GL_WIRE_CHUNK_MAX || m->task > UINT32_MAX)
+            goto inval;
+        rc = gl_mpk_put_map(b, 7) || put_kstr(b, "t", "chunk") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "stage", m->stage) || put_kuint(b, "task", m->task) || put_kuint(b, "part", m->part) ||
+             put_kuint(b, "nrows", m->nrows) || put_kbytes(b, "rows", m->payload, m->npayload);
+        break;
+    case GL_MSG_FETCH:
+        if (!m->ntasks || m->ntasks > GL_FETCH_TASKS_MAX)
+            goto inval;
+        rc = gl_mpk_put_map(b, 5) || put_kstr(b, "t", "fetch") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "stage", m->stage) || put_kuint(b, "part", m->part) || put_key(b, "tasks") ||
+             gl_mpk_put_array(b, m->ntasks);
+        for (uint32_t i = 0; !rc && i < m->ntasks; i++)
+            rc = gl_mpk_put_uint(b, m->tasks[i]);
+        break;
+    case GL_MSG_END:
         if (!str_fits(m->text, GL_TEXT_MAX))
             goto inval;
-        rc = gl_mpk_put_map(b, 6) || put_kstr(b, "t", "done") || put_kuint(b, "job", m->job) ||
-             put_kuint(b, "task", m->task) || put_key(b, "ok") || gl_mpk_put_bool(b, m->ok) ||
-             put_kstr(b, "text", m->text) || put_kbytes(b, "payload", m->payload, m->npayload);
+        rc = gl_mpk_put_map(b, 6) || put_kstr(b, "t", "end") || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "stage", m->stage) || put_kuint(b, "part", m->part) || put_key(b, "ok") ||
+             gl_mpk_put_bool(b, m->ok) || put_kstr(b, "text", m->text);
+        break;
+    case GL_MSG_DROP:
+        rc = gl_mpk_put_map(b, 2) || put_kstr(b, "t", "drop") || put_kuint(b, "job", m->job);
         break;
     case GL_MSG_SLOTS:
         rc = gl_mpk_put_map(b, 2) || put_kstr(b, "t", "slots") || put_kuint(b, "want", m->want);
@@ -145,6 +175,8 @@ enum {
     F_TEXT = 1 << 5, F_ADDR = 1 << 6, F_CORES = 1 << 7, F_SLOTS = 1 << 8, F_MEMORY = 1 << 9,
     F_STORED = 1 << 10, F_HB = 1 << 11, F_AGE = 1 << 12, F_AGENTS = 1 << 13,
     F_JOB = 1 << 14, F_TASK = 1 << 15, F_OK = 1 << 16, F_PAYLOAD = 1 << 17, F_WANT = 1 << 18,
+    F_PARTS = 1 << 19, F_LOST = 1 << 20, F_STAGE = 1 << 21, F_PART = 1 << 22, F_NROWS = 1 << 23,
+    F_TASKS = 1 << 24,
 };
 #define F_AGENT (F_ADDR | F_CORES | F_SLOTS | F_MEMORY | F_STORED | F_HB)
 
@@ -159,6 +191,10 @@ static const unsigned required[GL_MSG_TYPES] = {
     [GL_MSG_TASK] = F_JOB | F_TASK | F_PAYLOAD,
     [GL_MSG_DONE] = F_JOB | F_TASK | F_OK | F_TEXT | F_PAYLOAD,
     [GL_MSG_SLOTS] = F_WANT,
+    [GL_MSG_CHUNK] = F_JOB | F_STAGE | F_TASK | F_PART | F_NROWS | F_PAYLOAD,
+    [GL_MSG_FETCH] = F_JOB | F_STAGE | F_PART | F_TASKS,
+    [GL_MSG_END] = F_JOB | F_STAGE | F_PART | F_OK | F_TEXT,
+    [GL_MSG_DROP] = F_JOB,
 };
 
 typedef struct dec {
@@ -233,11 +269,13 @@ static int get_text(dec *d, const gl_mpk_head *k, const gl_mpk_head *v, char *ds
     return 0;
 }
 
-/* Bytes of any length the frame holds, copied (the message owns them). */
-static int get_payload(dec *d, const gl_mpk_head *k, const gl_mpk_head *v, gl_msg *m)
+/* Bytes of at most max, copied (the message owns them). */
+static int get_payload(dec *d, const gl_mpk_head *k, const gl_mpk_head *v, size_t max, gl_msg *m)
 {
     if (v->cls != GL_MPK_STR)
         return bad(d, "is not a byte string", k);
+    if (v->n > max)
+        return bad(d, "is too long", k);
     if (m->payload)
         return bad(d, "appears twice", k);
     m->payload = malloc(v->n ? v->n : 1);
@@ -324,6 +362,35 @@ static int skip_value(dec *d, const uint8_t **p, const uint8_t *vstart)
     if (!q)
         return bad(d, "truncated or too deeply nested msgpack", NULL);
     *p = q;
+    return 0;
+}
+
+/* A fetch's task numbers: 1 to GL_FETCH_TASKS_MAX integers. */
+static int decode_tasks(dec *d, const gl_mpk_head *k, const gl_mpk_head *v, const uint8_t **p, gl_msg *m)
+{
+    if (v->cls != GL_MPK_ARRAY)
+        return bad(d, "is not an array", k);
+    if (!v->n)
+        return bad(d, "is empty", k);
+    if (v->n > GL_FETCH_TASKS_MAX || v->n > (size_t)(d->end - *p))
+        return bad(d, "holds too many items", k);
+    if (m->tasks)
+        return bad(d, "appears twice", k);
+    if (!(m->tasks = malloc(v->n * sizeof *m->tasks)))
+        return gl_err_set(d->err, GL_ENOMEM, "wire: out of memory decoding %u tasks", v->n);
+    m->ntasks = v->n;
+    for (uint32_t i = 0; i < v->n; i++) {
+        gl_mpk_head h;
+        const uint8_t *q = gl_mpk_head_read(*p, d->end, &h);
+        uint64_t u;
+        int rc;
+        if (!q)
+            return bad(d, "truncated msgpack", NULL);
+        if ((rc = get_uint(d, k, &h, UINT32_MAX, &u)))
+            return rc;
+        m->tasks[i] = (uint32_t)u;
+        *p = q;
+    }
     return 0;
 }
 
@@ -447,26 +514,61 @@ int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err)
             break;
         case GL_MSG_TASK:
         case GL_MSG_DONE:
+        case GL_MSG_CHUNK:
+        case GL_MSG_FETCH:
+        case GL_MSG_END:
+        case GL_MSG_DROP: {
+            /* the fields these share; each type takes only its own (required[], and
+             * the checks below: a field of another type is an unknown key) */
+            enum gl_msg_type t = m->type;
+            bool rows = t == GL_MSG_CHUNK, shard = rows || t == GL_MSG_FETCH || t == GL_MSG_END;
             if (key_is(&k, "job")) {
                 bit = F_JOB;
                 rc = get_uint(&d, &k, &v, UINT64_MAX, &m->job);
-            } else if (key_is(&k, "task")) {
+            } else if ((t == GL_MSG_TASK || t == GL_MSG_DONE || rows) && key_is(&k, "task")) {
                 bit = F_TASK;
-                rc = get_uint(&d, &k, &v, UINT64_MAX, &m->task);
-            } else if (key_is(&k, "payload")) {
+                rc = get_uint(&d, &k, &v, rows ? UINT32_MAX : UINT64_MAX, &m->task);
+            } else if ((t == GL_MSG_TASK || t == GL_MSG_DONE) && key_is(&k, "payload")) {
                 bit = F_PAYLOAD;
-                rc = get_payload(&d, &k, &v, m);
-            } else if (m->type == GL_MSG_DONE && key_is(&k, "ok")) {
+                rc = get_payload(&d, &k, &v, SIZE_MAX, m);
+            } else if (rows && key_is(&k, "rows")) {
+                bit = F_PAYLOAD;
+                rc = get_payload(&d, &k, &v, GL_WIRE_CHUNK_MAX, m);
+            } else if ((t == GL_MSG_DONE || t == GL_MSG_END) && key_is(&k, "ok")) {
                 bit = F_OK;
                 if (v.cls != GL_MPK_BOOL)
                     rc = bad(&d, "is not a boolean", &k);
                 else
                     m->ok = v.b;
-            } else if (m->type == GL_MSG_DONE && key_is(&k, "text")) {
+            } else if ((t == GL_MSG_DONE || t == GL_MSG_END) && key_is(&k, "text")) {
                 bit = F_TEXT;
                 rc = get_text(&d, &k, &v, m->text, GL_TEXT_MAX);
+            } else if (t == GL_MSG_DONE && key_is(&k, "lost")) {
+                bit = F_LOST;
+                rc = get_str(&d, &k, &v, m->lost, GL_ADDR_MAX);
+            } else if (t == GL_MSG_TASK && key_is(&k, "parts")) {
+                bit = F_PARTS;
+                if (!(rc = get_uint(&d, &k, &v, UINT32_MAX, &u)))
+                    m->parts = (uint32_t)u;
+            } else if (shard && key_is(&k, "stage")) {
+                bit = F_STAGE;
+                if (!(rc = get_uint(&d, &k, &v, UINT32_MAX, &u)))
+                    m->stage = (uint32_t)u;
+            } else if (shard && key_is(&k, "part")) {
+                bit = F_PART;
+                if (!(rc = get_uint(&d, &k, &v, UINT32_MAX, &u)))
+                    m->part = (uint32_t)u;
+            } else if (rows && key_is(&k, "nrows")) {
+                bit = F_NROWS;
+                rc = get_uint(&d, &k, &v, UINT64_MAX, &m->nrows);
+            } else if (t == GL_MSG_FETCH && key_is(&k, "tasks")) {
+                if ((rc = decode_tasks(&d, &k, &v, &p, m)))
+                    goto fail;
+                seen |= F_TASKS;
+                continue; /* p is past the array already */
             }
             break;
+        }
         case GL_MSG_SLOTS:
             if (key_is(&k, "want")) {
                 bit = F_WANT;
@@ -503,6 +605,9 @@ fail:
 
 void gl_msg_free(gl_msg *m)
 {
+    free(m->tasks);
+    m->tasks = NULL;
+    m->ntasks = 0;
     free(m->agents);
     m->agents = NULL;
     m->nagents = 0;

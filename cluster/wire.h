@@ -11,6 +11,14 @@
  * Every connection starts with the handshake (auth.h): the listening side
  * sends hello, the connecting side answers auth, the listener answers
  * welcome (or error, then closes). Only then do the other messages flow.
+ *
+ * Rows move as chunk messages, each a run of whole msgpack rows of one
+ * shard (job, stage, task, part) of at most GL_WIRE_CHUNK_MAX bytes: from
+ * an executor to its agent (puts, on its stdout pipe, before its done),
+ * and from an agent to whoever sent it a fetch (a stream per fetch, ended
+ * by an end message). A row longer than a chunk travels in pieces with
+ * nrows 0, the last piece saying 1 (stream.h). So no size limit on a
+ * stage's output is left anywhere: only one message is bounded.
  * Format of the body: https://github.com/msgpack/msgpack/blob/master/spec.md */
 #ifndef GL_WIRE_H
 #define GL_WIRE_H
@@ -30,6 +38,8 @@
 #define GL_ROLE_MAX 16
 #define GL_TEXT_MAX 512          /* error text kept, NUL included; longer is cut */
 #define GL_AGENTS_MAX 65536      /* agents in one status reply */
+#define GL_WIRE_CHUNK_MAX (8u << 20) /* rows in one chunk message, bytes */
+#define GL_FETCH_TASKS_MAX 65536 /* producing tasks named in one fetch */
 
 enum gl_msg_type {
     GL_MSG_HELLO = 1, /* listener -> peer: version, nonce */
@@ -39,9 +49,17 @@ enum gl_msg_type {
     GL_MSG_HEARTBEAT, /* agent -> master: agent (registers on the first one) */
     GL_MSG_STATUS,    /* client -> master or agent: asks for what it knows */
     GL_MSG_AGENTS,    /* master or agent -> client: agents[nagents] */
-    GL_MSG_TASK,      /* driver -> agent -> executor: job, task, payload (opaque to the agent) */
-    GL_MSG_DONE,      /* executor -> agent -> driver: job, task, ok, and payload (ok) or text */
+    GL_MSG_TASK,      /* driver -> agent -> executor: job, task, payload (opaque to the agent), and
+                       * parts (the partitions of a stage task's output, which the agent keeps) */
+    GL_MSG_DONE,      /* executor -> agent -> driver: job, task, ok, and payload (ok) or text;
+                       * lost: the agent an input could not be fetched from, if that is why */
     GL_MSG_SLOTS,     /* driver -> master: want executor slots; answered by agents, slots granted each */
+    GL_MSG_CHUNK,     /* executor -> agent (puts), agent -> fetcher: job, stage, task, part, nrows,
+                       * payload: rows of one shard, back to back */
+    GL_MSG_FETCH,     /* executor or driver -> agent: job, stage, part, tasks[ntasks]: partition
+                       * part of those tasks' outputs, streamed as chunks in that order, then end */
+    GL_MSG_END,       /* agent -> fetcher: job, stage, part, ok, text: a fetch's stream is over */
+    GL_MSG_DROP,      /* driver -> agent: job; its shards are deleted */
     GL_MSG_TYPES
 };
 
@@ -66,11 +84,17 @@ typedef struct gl_msg {
     gl_agent_info agent;             /* heartbeat */
     gl_agent_info *agents;           /* agents: owned by the message, see gl_msg_free */
     uint32_t nagents;
-    uint64_t job, task;              /* task, done */
+    uint64_t job, task;              /* task, done: task is stage << 32 | index; chunk: the index */
     uint32_t want;                   /* slots */
-    bool ok;                         /* done */
-    uint8_t *payload;                /* task, done: decoded, owned (gl_msg_free); encoded, borrowed */
+    bool ok;                         /* done, end */
+    uint8_t *payload;                /* task, done, chunk: decoded, owned (gl_msg_free); encoded, borrowed */
     size_t npayload;
+    uint32_t parts;                  /* task: 0 for a task with no shards (a function call) */
+    char lost[GL_ADDR_MAX];          /* done: "" unless an input agent failed it */
+    uint32_t stage, part;            /* chunk, fetch, end */
+    uint64_t nrows;                  /* chunk */
+    uint32_t *tasks;                 /* fetch: like payload, owned when decoded */
+    uint32_t ntasks;
 } gl_msg;
 
 /* The name of a type ("hello", ...), or "?" for a value outside the enum. */
@@ -85,7 +109,7 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err);
  * memory (gl_msg_free). */
 int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err);
 
-/* Frees what a decoded message owns (agents, payload) and zeroes those fields. */
+/* Frees what a decoded message owns (agents, payload, tasks) and zeroes those fields. */
 void gl_msg_free(gl_msg *m);
 
 /* Incremental decoding of a byte stream: feed what each read returned, then

@@ -14,8 +14,41 @@ struct gl_plan {
 
 gl_plan *gl_plan_new(void) { return calloc(1, sizeof(gl_plan)); }
 
+static void split_free(gl_split *sp)
+{
+    if (!sp)
+        return;
+    for (uint32_t i = 0; sp->files && i < sp->nfiles; i++)
+        free(sp->files[i]);
+    free(sp->files);
+    free(sp->pieces);
+    free(sp->first);
+    free(sp);
+}
+
+/* Copies files, pieces and first into *dst_files, *dst_pieces and
+ * *dst_first (a split's or a stage's fields, which own them). 0 or -1
+ * (out of memory; what was copied is the owner's to free). */
+static int split_copy(char ***dst_files, char *const *files, uint32_t nfiles, gl_piece **dst_pieces,
+                      const gl_piece *pieces, uint32_t npieces, uint32_t **dst_first, const uint32_t *first,
+                      uint32_t ntasks)
+{
+    char **f = *dst_files = calloc(nfiles ? nfiles : 1, sizeof *f);
+    *dst_pieces = malloc((npieces ? npieces : 1) * sizeof **dst_pieces);
+    *dst_first = malloc(((size_t)ntasks + 1) * sizeof **dst_first);
+    if (!f || !*dst_pieces || !*dst_first)
+        return -1;
+    for (uint32_t i = 0; i < nfiles; i++)
+        if (!(f[i] = strdup(files[i])))
+            return -1;
+    memcpy(*dst_pieces, pieces, npieces * sizeof *pieces);
+    memcpy(*dst_first, first, ((size_t)ntasks + 1) * sizeof *first);
+    return 0;
+}
+
 static void step_free(gl_step *s)
 {
+    split_free(s->split);
     free(s->name);
     free(s->where);
     free(s->cmd);
@@ -55,6 +88,34 @@ void gl_plan_cache_put(gl_plan *p, int id, gl_output *o)
     s->cached = o;
 }
 int gl_plan_nsteps(const gl_plan *p) { return p->n; }
+
+int gl_plan_set_split(gl_plan *p, int id, char *const *files, uint32_t nfiles, const gl_piece *pieces,
+                      const uint32_t *first, uint32_t ntasks)
+{
+    gl_step *s = get(p, id);
+    if (!s || (s->kind != GL_STEP_TEXT && s->kind != GL_STEP_CSV && s->kind != GL_STEP_MSGPACK) || !ntasks ||
+        first[0])
+        return GL_EINVAL;
+    for (uint32_t t = 0; t < ntasks; t++)
+        if (first[t + 1] < first[t])
+            return GL_EINVAL;
+    uint32_t npieces = first[ntasks];
+    for (uint32_t i = 0; i < npieces; i++)
+        if (pieces[i].file >= nfiles || pieces[i].start > pieces[i].end)
+            return GL_EINVAL;
+    gl_split *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return GL_ENOMEM;
+    sp->nfiles = nfiles;
+    sp->ntasks = ntasks;
+    if (split_copy(&sp->files, files, nfiles, &sp->pieces, pieces, npieces, &sp->first, first, ntasks)) {
+        split_free(sp);
+        return GL_ENOMEM;
+    }
+    split_free(s->split);
+    s->split = sp;
+    return 0;
+}
 
 static bool is_source(int kind)
 {
@@ -316,14 +377,20 @@ static int plan_source(planner *pl, int id, const gl_step *s, uint32_t *sid)
     st->src_step = id;
     switch (s->kind) {
     case GL_STEP_TEXT:
-        st->src = GL_SRC_TEXT;
-        return gl_text_split(s, pl->workers, st, pl->err);
     case GL_STEP_CSV:
-        st->src = GL_SRC_CSV;
-        return gl_text_split(s, pl->workers, st, pl->err);
-    case GL_STEP_MSGPACK:
-        st->src = GL_SRC_MSGPACK;
-        return gl_text_split(s, pl->workers, st, pl->err);
+    case GL_STEP_MSGPACK: {
+        st->src = s->kind == GL_STEP_TEXT ? GL_SRC_TEXT : s->kind == GL_STEP_CSV ? GL_SRC_CSV : GL_SRC_MSGPACK;
+        const gl_split *sp = s->split;
+        if (!sp)
+            return gl_text_split(s, pl->workers, st, pl->err);
+        /* as the driver planned it: no file is listed here */
+        st->nfiles = sp->nfiles;
+        st->ntasks = sp->ntasks;
+        if (split_copy(&st->files, sp->files, sp->nfiles, &st->pieces, sp->pieces, sp->first[sp->ntasks], &st->first,
+                       sp->first, sp->ntasks))
+            return gl_err_set(pl->err, GL_ENOMEM, "planner: out of memory");
+        return 0;
+    }
     case GL_STEP_RANGE: {
         st->src = GL_SRC_RANGE;
         int64_t count = s->to >= s->from ? s->to - s->from + 1 : 0;

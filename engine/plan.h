@@ -159,6 +159,15 @@ typedef struct gl_stage {
 
 typedef struct gl_plan gl_plan;
 
+/* A text, CSV or msgpack source's files and pieces as planned elsewhere
+ * (gl_plan_set_split). */
+typedef struct gl_split {
+    char **files;
+    uint32_t nfiles, ntasks;
+    gl_piece *pieces;
+    uint32_t *first;          /* ntasks + 1 */
+} gl_split;
+
 typedef struct gl_step {
     enum gl_step_kind kind;
     int input;
@@ -181,6 +190,7 @@ typedef struct gl_step {
     uint64_t nrows;
     int64_t persist;          /* GL_PERSIST_* */
     struct gl_output *cached; /* the shards of a cached step, once run (owned) */
+    gl_split *split;          /* files and pieces planned elsewhere (owned), or NULL */
 } gl_step;
 
 /* Returns a new empty plan (caller frees with gl_plan_free), or NULL. */
@@ -198,6 +208,13 @@ int gl_plan_set_key(gl_plan *p, int id, const uint32_t *fields, uint32_t n);
 int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v);
 int gl_plan_set_str(gl_plan *p, int id, int sparam, const char *v);
 int gl_plan_add_path(gl_plan *p, int id, const char *pattern);
+/* Gives a text, CSV or msgpack source the files and pieces another process
+ * planned for it (the cluster driver's, which its tasks carry): planning
+ * then uses them as they are, and lists no files. files[nfiles], and for
+ * each of ntasks tasks pieces[first[t] .. first[t + 1]), are copied.
+ * 0, GL_EINVAL (not such a source, or a piece naming no file), GL_ENOMEM. */
+int gl_plan_set_split(gl_plan *p, int id, char *const *files, uint32_t nfiles, const gl_piece *pieces,
+                      const uint32_t *first, uint32_t ntasks);
 /* Adds another input to a UNION, JOIN or COGROUP step. */
 int gl_plan_add_input(gl_plan *p, int id, int input);
 /* Copies nrows encoded rows; they are checked before they are kept. */

@@ -4,8 +4,10 @@
 -- orders its rows (the examples, sort_by, top), as multisets otherwise.
 -- Then the failures: a Lua error fails the job with local mode's message
 -- after --max-attempts runs; an executor killed with SIGKILL mid-task, an
--- agent killed mid-job and the master killed mid-job leave the output as
--- it would have been.
+-- agent killed mid-job (also after it finished a stage whose shards it
+-- held) and the master killed mid-job leave the output as it would have
+-- been. The agents hold a job's shards only while it runs, and move a
+-- task's output larger than one frame, spilling it to LMDB under --dir.
 local helpers = require "helpers"
 
 local HB = "0.2" -- agents' heartbeat: granted slots come back this fast
@@ -44,6 +46,21 @@ end
 local function count(s, pat)
   local n = 0
   for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- The bytes of shards an agent holds, from `gleam status --agent`.
+local function stored(agent)
+  local r = helpers.gleam({ "status", "--agent", agent.addr, "--timeout", "5" })
+  return tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t"))
+end
+
+-- The stored bytes of every agent still running, summed.
+local function all_stored(agents)
+  local n = 0
+  for _, a in ipairs(agents) do
+    if helpers.alive(a) then n = n + (stored(a) or 0) end
+  end
   return n
 end
 
@@ -245,34 +262,49 @@ print(after > before and "ran on the agent" or "ran locally")
     assert.are.equal("0\t275\n1\t235\n2\t245\n3\t255\n4\t265\n5\nran on the agent\n", r.stdout)
   end)
 
-  -- A job one task of which naps 1.5 s on row 300 each time it runs: long
-  -- enough to kill something under it. Runs it locally, then starts it on
-  -- the cluster; returns dir, the driver, and a function that lists the
-  -- executors started since (pid and the agent that started it).
-  local function slow_job()
+  -- Writes job.lua: NAPPING, then source, which sets `rows`, then writes
+  -- them to arg[1]. Runs it locally into local.out, then starts it on the
+  -- cluster (extra: options before the job) into cluster.out. Returns dir,
+  -- the driver, and a function that lists the executors started since,
+  -- each { pid, agent (that started it), stage }.
+  local function start_job(source, extra)
     local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
-local rows = gleam.flow("slow"):range(1, 600):map(function(x)
-  napping(x, 300)
-  return x % 10, x
-end):reduce_by_key(function(a, b) return a + b end):sort_by(1):collect()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. source .. [[
 local out = assert(io.open(arg[1], "w"))
 for _, r in ipairs(rows) do out:write(r[1], "\t", r[2], "\n") end
 out:close()
 ]])
     local loc = helpers.gleam({ "run", "job.lua", dir .. "/local.out" }, dir)
     assert.are.equal(0, loc.status, shown(loc))
-    local logs_before = {}
-    for i, a in ipairs(cluster.agents) do logs_before[i] = #(helpers.read_file(a.log) or "") end
+    local before = {}
+    for i, a in ipairs(cluster.agents) do before[i] = #(helpers.read_file(a.log) or "") end
     local function started()
       local execs = {}
       for i, a in ipairs(cluster.agents) do
-        local log = (helpers.read_file(a.log) or ""):sub(logs_before[i] + 1)
-        for pid in log:gmatch("executor pid (%d+) started") do execs[#execs + 1] = { pid = tonumber(pid), agent = a } end
+        local log = (helpers.read_file(a.log) or ""):sub(before[i] + 1)
+        for id, pid in log:gmatch("task (%d+) of job %d+: executor pid (%d+) started") do
+          execs[#execs + 1] = { pid = tonumber(pid), agent = a, stage = math.floor(tonumber(id) / 2 ^ 32) }
+        end
       end
       return execs
     end
-    local drv = helpers.spawn({ "run", "--master", cluster.master.addr, dir .. "/job.lua", dir .. "/cluster.out" })
+    local args = { "run", "--master", cluster.master.addr }
+    for _, x in ipairs(extra or {}) do args[#args + 1] = x end
+    args[#args + 1] = dir .. "/job.lua"
+    args[#args + 1] = dir .. "/cluster.out"
+    return dir, helpers.spawn(args), started
+  end
+
+  -- A job one task of which naps 1.5 s on row 300 each time it runs: long
+  -- enough to kill something under it, started as start_job does once the
+  -- quick tasks are done.
+  local function slow_job()
+    local dir, drv, started = start_job([[
+local rows = gleam.flow("slow"):range(1, 600):map(function(x)
+  napping(x, 300)
+  return x % 10, x
+end):reduce_by_key(function(a, b) return a + b end):sort_by(1):collect()
+]])
     assert.truthy(helpers.wait_for(10, function() return #started() > 0 end), agents_log())
     helpers.sleep_ms(600) -- the quick tasks are done; the napping one is not
     return dir, drv, started
@@ -303,7 +335,7 @@ out:close()
     assert.truthy(agents_log():find("was killed by signal 9", 1, true), agents_log())
   end)
 
-  it("gives each executor its agent's memory over its cores, and spills under the agent's --dir", function()
+  it("gives each executor half its agent's memory over its cores, and spills under the agent's --dir", function()
     local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" })
     m.addr = helpers.listening(m)
     local adir = helpers.tmpdir() .. "/agent"
@@ -312,8 +344,8 @@ out:close()
     helpers.listening(a)
     assert.truthy(helpers.wait_for(10, function() return (helpers.read_file(m.log) or ""):find("registered") end))
     local dir = helpers.tmpdir()
-    -- 2 tasks of ~3 MB each: past half of a 4 MiB executor budget, not of
-    -- 8 MiB; the last row naps, so the spill can be seen
+    -- 2 tasks of ~3 MB each: past half of a 2 MiB executor budget (8M / 2
+    -- / 2 cores), not of 8 MiB; the last row naps, so the spill can be seen
     helpers.write_file(dir .. "/job.lua", NAPPING .. [[
 local n = gleam.flow("big"):range(1, 60000):map(function(x)
   napping(x, 60000)
@@ -332,6 +364,161 @@ print(n)
     assert.are.equal("", helpers.sh("ls -A " .. helpers.quote(adir .. "/tmp")))
   end)
 
+  -- A master and 2 agents of --memory 8M and --cores 1, with a secret (the
+  -- raw client below speaks the handshake); made by the first test that
+  -- wants it, stopped with the rest.
+  local small
+  local SECRET = "cluster-run-spec-secret"
+  local function small_cluster()
+    if small then return small end
+    local env = { GLEAM_SECRET = SECRET }
+    local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" }, env)
+    m.addr = helpers.listening(m)
+    local agents, dirs = {}, {}
+    for i = 1, 2 do
+      dirs[i] = helpers.tmpdir() .. "/agent"
+      agents[i] = helpers.spawn({ "agent", "--master", m.addr, "--listen", "127.0.0.1:0", "--cores", "1",
+        "--memory", "8M", "--dir", dirs[i], "--heartbeat", HB }, env)
+      agents[i].addr = helpers.listening(agents[i])
+    end
+    assert.truthy(helpers.wait_for(10, function()
+      return count(helpers.read_file(m.log) or "", "registered") == 2
+    end))
+    small = { master = m, agents = agents, dirs = dirs, env = env }
+    return small
+  end
+
+  -- One task's output of ~75 MB, more than a frame holds, crosses from one
+  -- agent to the other, on agents whose 8M of memory sends their shards to
+  -- LMDB under --dir; later runs reuse the space the first one's dropped
+  -- shards left.
+  it("moves a task's output larger than a frame between agents, spilled under their --dir", function()
+    local sc = small_cluster()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", [[
+local gleam = require "gleam"
+local rows = gleam.flow("big"):range(1, 700000, { shards = 1 })
+  :map(function(x) return x, ("y"):rep(100) end)
+  :partition(2)
+  :map(function(x, s) return x % 10, #s + x end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :sort_by(1):collect()
+for _, r in ipairs(rows) do print(r[1], r[2]) end
+]])
+    local loc = helpers.gleam({ "run", "job.lua" }, dir)
+    assert.are.equal(0, loc.status, shown(loc))
+    assert.are.equal(10, count(loc.stdout, "\n"))
+    -- the largest data file of the two agents after each run
+    local sizes = {}
+    for round = 1, 3 do
+      local clu = helpers.gleam({ "run", "--master", sc.master.addr, "job.lua" }, dir, nil, sc.env)
+      assert.are.equal(0, clu.status, shown(clu))
+      assert.are.equal(loc.stdout, clu.stdout)
+      assert.truthy(helpers.wait_for(5, function() return all_stored(sc.agents) == 0 end))
+      sizes[round] = math.max(helpers.file_size(sc.dirs[1] .. "/shards/data.mdb"),
+        helpers.file_size(sc.dirs[2] .. "/shards/data.mdb"))
+    end
+    -- the 75 MB went through LMDB, and later runs reused the room the
+    -- dropped shards left (the first-stage task may run on either agent)
+    assert.truthy(sizes[1] > 64 * 2 ^ 20, "data.mdb files of " .. sizes[1] .. " bytes")
+    assert.truthy(sizes[3] <= sizes[1] * 1.5, table.concat(sizes, " bytes, then "))
+  end)
+
+  -- A one-stage job of two tasks: one naps 3 s, the other leaves its ~37 MB
+  -- output on its agent, which nobody fetches before the driver does, at
+  -- the end. Meanwhile a raw client fetches it and reads nothing for a
+  -- second: the agent queues a few MB for it, not the partition; then
+  -- every row arrives, and the end.
+  it("serves a shard at its reader's pace", function()
+    local sc = small_cluster()
+    local codec = require "gleam.codec"
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+print(gleam.flow("held"):range(1, 700000, { shards = 2 }):map(function(x)
+  napping(x, 17)
+  napping(x, 17)
+  return x, ("y"):rep(100)
+end):count())
+]])
+    local logs = {}
+    for i, a in ipairs(sc.agents) do logs[i] = #(helpers.read_file(a.log) or "") end
+    local drv = helpers.spawn({ "run", "--master", sc.master.addr, dir .. "/job.lua" }, sc.env)
+    -- the agent holding task 1's output (partition 1: the last stage's
+    -- tasks each write their own), and the job
+    local holder, job
+    assert.truthy(helpers.wait_for(20, function()
+      for i, a in ipairs(sc.agents) do
+        local j = (helpers.read_file(a.log) or ""):sub(logs[i] + 1):match("task 1 of job (%d+) done")
+        if j then holder, job = a, j end
+      end
+      return holder
+    end), "task 1 did not finish")
+    local function rss()
+      return tonumber((helpers.read_file("/proc/" .. holder.pid .. "/status") or ""):match("VmRSS:%s*(%d+)"))
+    end
+    local c = helpers.handshake(holder.addr, "executor", SECRET)
+    local before = rss()
+    c:send(helpers.frame(helpers.msgpack({ t = "fetch", job = helpers.u64(job), stage = 0, part = 1, tasks = { 1 } })))
+    helpers.sleep_ms(1000)
+    local held = rss() - before
+    local bytes, rows, ended = 0, 0, nil
+    while not ended do
+      local body, why = c:frame(10)
+      assert.truthy(body, why)
+      local m = codec.unpack(body)
+      if m.t == "chunk" then
+        bytes, rows = bytes + #m.rows, rows + tonumber(m.nrows)
+      else
+        ended = m
+      end
+    end
+    c:close()
+    assert.are.same({ t = "end", ok = true, text = "" }, { t = ended.t, ok = ended.ok, text = ended.text })
+    assert.are.same({ 350000, true }, { rows, bytes > 35e6 })
+    assert.truthy(held < 16 * 1024, "the agent grew by " .. held .. " KB while its reader waited")
+    assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
+    assert.are.equal("700000\n", helpers.read_file(drv.log))
+  end)
+
+  -- An agent that no longer has a shard it should (a raw driver told it to
+  -- drop the job, while the second stage naps on the other agent): the
+  -- next stage's fetch from it ends "shard not here", the driver gives up
+  -- on that agent, and what it held is made again on the other, with one
+  -- attempt per task: no task is charged for it.
+  it("gives up on an agent that can't serve a shard, and makes what it held again", function()
+    local sc = small_cluster()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", NAPPING .. [[
+local rows = gleam.flow("dropped"):range(1, 20000):map(function(x) return x % 101, x end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :map(function(k, v) napping(k, 17) napping(k, 17) return k, v end)
+  :sort_by(1):collect()
+for _, r in ipairs(rows) do print(r[1], r[2]) end
+]])
+    local loc = helpers.gleam({ "run", "job.lua" }, dir)
+    assert.are.equal(0, loc.status, shown(loc))
+    local logs = {}
+    for i, a in ipairs(sc.agents) do logs[i] = #(helpers.read_file(a.log) or "") end
+    local function log(i) return (helpers.read_file(sc.agents[i].log) or ""):sub(logs[i] + 1) end
+    local drv = helpers.spawn({ "run", "--master", sc.master.addr, "--max-attempts", "1", dir .. "/job.lua" }, sc.env)
+    -- the agent whose second-stage task is done while the other's naps
+    local quick, job
+    assert.truthy(helpers.wait_for(20, function()
+      for i = 1, 2 do
+        local j = log(i):match("task 429496729[67] of job (%d+) done")
+        if j then quick, job = i, j end
+      end
+      return quick
+    end), "no second-stage task finished")
+    local c = helpers.handshake(sc.agents[quick].addr, "driver", SECRET)
+    c:send(helpers.frame(helpers.msgpack({ t = "drop", job = helpers.u64(job) })))
+    assert.truthy(helpers.wait_for(20, function() return not helpers.alive(drv) end), "the job did not end")
+    c:close()
+    assert.are.equal(loc.stdout, helpers.read_file(drv.log))
+    -- the other agent ran the first stage's tasks again
+    assert.truthy(count(log(3 - quick), "task [01] of job %d+: executor pid") >= 2, log(3 - quick))
+  end)
+
   -- (SIGTERM: a background process of the spec's shell ignores SIGINT)
   it("stops a job's executors when its driver is stopped", function()
     local _, drv, started = slow_job()
@@ -341,6 +528,59 @@ print(n)
     assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end), agents_log())
     assert.truthy(agents_log():find("killed its executor %(pid " .. alive[1].pid .. "%): its driver is gone"),
       agents_log())
+    -- and the shards its finished tasks left are dropped with its connection
+    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
+      "stored: " .. all_stored(cluster.agents))
+  end)
+
+  it("keeps a job's shards on the agents while it runs, and drops them when it ends", function()
+    local dir, drv = slow_job()
+    -- the quick tasks' outputs are on their agents while the napping one runs
+    local mid = helpers.wait_for(3, function()
+      local n = all_stored(cluster.agents)
+      return n > 0 and n
+    end)
+    same_output(dir, drv)
+    assert.truthy(mid, "no agent held a shard mid-job")
+    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
+      "stored after the job: " .. all_stored(cluster.agents))
+  end)
+
+  -- A multi-stage job: reduce_by_key, then a map one task of which naps 3 s,
+  -- then sort_by. Once the second stage has started (the first is done,
+  -- its shards on every agent), an agent not running the napping task is
+  -- killed: the shards it held, of both stages, are made again from what
+  -- the others hold, and no task is charged an attempt for it.
+  it("makes again the shards an agent killed after the first stage held, with local mode's output", function()
+    -- one attempt per task: a task is not charged for the agent's loss
+    local dir, drv, started = start_job([[
+local rows = gleam.flow("lost"):range(1, 200000):map(function(x) return x % 5003, x end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :map(function(k, v) napping(k, 17) napping(k, 17) return k, v end)
+  :sort_by(2, { desc = true }):collect()
+]], { "--max-attempts", "1" })
+    local function of_stage(s)
+      local n = 0
+      for _, e in ipairs(started()) do if e.stage == s then n = n + 1 end end
+      return n
+    end
+    assert.truthy(helpers.wait_for(15, function() return of_stage(1) > 0 end), agents_log())
+    local first = of_stage(0)
+    -- every task of the second stage has started (there are as many as in
+    -- the first), and all but the napping one are done: the agent killed
+    -- runs none, so no task would be charged for its loss
+    assert.truthy(helpers.wait_for(10, function() return of_stage(1) == first and #running(started()) == 1 end),
+      agents_log())
+    local napping = running(started())
+    local victim
+    for _, e in ipairs(started()) do
+      if e.stage == 0 and e.agent ~= napping[1].agent and helpers.alive(e.agent) then victim = e.agent end
+    end
+    assert.truthy(victim, "no other agent ran a task of the first stage: " .. agents_log())
+    helpers.kill(victim)
+    same_output(dir, drv)
+    -- the lost first-stage shards were made again
+    assert.truthy(of_stage(0) > first, agents_log())
   end)
 
   -- These two change the cluster: they come last.

@@ -71,26 +71,7 @@ local function wait_agents(master, want, seconds, opts)
   return res
 end
 
--- Runs the handshake as role over a raw connection; returns the client
--- (ready for messages) or fails the test.
-local function handshake(addr, role, secret)
-  local c = assert(helpers.tcp(addr))
-  local hello = assert(c:frame(5))
-  -- the nonce: a 32-byte str (0xd9 0x20) after the key "nonce"
-  local at = hello:find("\165nonce\217\032", 1, true)
-  assert.truthy(at, "hello without a nonce")
-  local nonce_l = hello:sub(at + 8, at + 39)
-  assert.are.equal(32, #nonce_l)
-  local nonce_c = ("n"):rep(32)
-  local mac = helpers.hmac_sha256(secret, "gleam-v1 auth\0" .. role .. "\0" .. nonce_l .. nonce_c)
-  c:send(helpers.frame(helpers.msgpack({ t = "auth", role = role, nonce = nonce_c, mac = mac })))
-  local welcome = assert(c:frame(5))
-  assert.truthy(welcome:find("\167welcome", 1, true), "no welcome")
-  -- the listener's proof, checked by the same oracle
-  local want = helpers.hmac_sha256(secret, "gleam-v1 welcome\0" .. role .. "\0" .. nonce_c .. nonce_l)
-  assert.truthy(welcome:find(want, 1, true), "the welcome's MAC is not HMAC(secret, nonces)")
-  return c
-end
+local handshake = helpers.handshake
 
 local function set(...)
   local s = {}
@@ -362,6 +343,17 @@ describe("bad frames", function()
     { "a task from a peer that is not a driver", true,
       helpers.frame(helpers.msgpack({ t = "task", job = 1, task = 1, payload = "x" })),
       "unexpected task message from a peer in role 'agent'" },
+    { "a fetch from a peer that is neither an executor nor a driver", true,
+      helpers.frame(helpers.msgpack({ t = "fetch", job = 1, stage = 0, part = 0, tasks = { 0 } })),
+      "unexpected fetch message from a peer in role 'agent'" },
+    { "a drop from a peer that is not a driver", true,
+      helpers.frame(helpers.msgpack({ t = "drop", job = 1 })), "unexpected drop message from a peer in role 'agent'" },
+    { "rows nobody asked for", true,
+      helpers.frame(helpers.msgpack({ t = "chunk", job = 1, stage = 0, task = 0, part = 0, nrows = 1, rows = "\145\1" })),
+      "unexpected chunk message from a peer in role 'agent'" },
+    { "a fetch naming no task", true,
+      helpers.frame(helpers.msgpack({ t = "fetch", job = 1, stage = 0, part = 0, tasks = {} })),
+      "field 'tasks' is empty" },
   }
 
   it("closes a connection that does not finish the handshake in 10 s", function()

@@ -72,6 +72,15 @@ function helpers.write_file(path, content)
   return path
 end
 
+-- The size of a file in bytes (0: no such file).
+function helpers.file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
 function helpers.read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -507,9 +516,23 @@ end
 
 -- msgpack, just enough to write any frame the specs need: a Lua table
 -- with only string keys is a map, a sequence an array; strings are str.
+local U64 = {} -- the metatable of helpers.u64 values
+
+-- A uint64 for helpers.msgpack, from its decimal digits (a Lua number
+-- can't hold every job id).
+function helpers.u64(digits)
+  return setmetatable({ digits = digits }, U64)
+end
+
 local function mp(v, out)
   local t = type(v)
-  if t == "string" then
+  if t == "table" and getmetatable(v) == U64 then
+    local n = ffi.new("uint64_t", 0)
+    for d in v.digits:gmatch("%d") do n = n * 10 + tonumber(d) end
+    local bytes = { string.char(0xcf) }
+    for i = 7, 0, -1 do bytes[#bytes + 1] = string.char(tonumber(bit.band(bit.rshift(n, i * 8), 0xff))) end
+    out[#out + 1] = table.concat(bytes)
+  elseif t == "string" then
     local n = #v
     if n < 32 then out[#out + 1] = string.char(0xa0 + n)
     elseif n < 256 then out[#out + 1] = string.char(0xd9, n)
@@ -548,6 +571,27 @@ function helpers.frame(body)
   local n = #body
   return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
     math.floor(n / 256) % 256, n % 256) .. body
+end
+
+-- Runs the handshake as role over a raw connection to addr; returns the
+-- client, ready for messages, or raises.
+function helpers.handshake(addr, role, secret)
+  local c = assert(helpers.tcp(addr))
+  local hello = assert(c:frame(5))
+  -- the nonce: a 32-byte str (0xd9 0x20) after the key "nonce"
+  local at = hello:find("\165nonce\217\032", 1, true)
+  assert(at, "hello without a nonce")
+  local nonce_l = hello:sub(at + 8, at + 39)
+  assert(#nonce_l == 32, "a short nonce")
+  local nonce_c = ("n"):rep(32)
+  local mac = helpers.hmac_sha256(secret, "gleam-v1 auth\0" .. role .. "\0" .. nonce_l .. nonce_c)
+  c:send(helpers.frame(helpers.msgpack({ t = "auth", role = role, nonce = nonce_c, mac = mac })))
+  local welcome = assert(c:frame(5))
+  assert(welcome:find("\167welcome", 1, true), "no welcome")
+  -- the listener's proof, checked by the same oracle
+  local want = helpers.hmac_sha256(secret, "gleam-v1 welcome\0" .. role .. "\0" .. nonce_c .. nonce_l)
+  assert(welcome:find(want, 1, true), "the welcome's MAC is not HMAC(secret, nonces)")
+  return c
 end
 
 -- HMAC-SHA256 of data under key, by the openssl command: an oracle

@@ -35,13 +35,7 @@ local function make_data(dir)
   return path, lines
 end
 
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return 0 end
-  local n = f:seek("end")
-  f:close()
-  return n
-end
+local file_size = h.file_size
 
 -- Runs build(flow):collect with the tiny budget in a store under dir and
 -- without a budget; checks that the store grew (rows went to LMDB) and

@@ -54,6 +54,15 @@ static int samples(gl_msg *out)
     memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 3; m.task = 7; m.ok = true; m.payload = payload; m.npayload = 5; out[n++] = m;
     memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 3; m.task = 8; m.ok = false; strcpy(m.text, "job.lua:3: boom"); out[n++] = m;
     memset(&m, 0, sizeof m); m.type = GL_MSG_SLOTS; m.want = 100000; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_TASK; m.job = 9; m.task = 3ull << 32 | 1; m.payload = payload; m.npayload = 40; m.parts = 12; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_DONE; m.job = 9; m.task = 4; m.ok = false; strcpy(m.text, "agent 10.0.0.2:1: shard not here"); strcpy(m.lost, "10.0.0.2:1"); out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_CHUNK; m.job = UINT64_MAX; m.stage = 2; m.task = UINT32_MAX; m.part = 7; m.nrows = 1ull << 40; m.payload = payload; m.npayload = sizeof payload; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_CHUNK; m.job = 1; m.stage = 0; m.task = 0; m.part = 0; m.nrows = 0; out[n++] = m;
+    static uint32_t tasks[5] = {0, 2, 3, 9, UINT32_MAX};
+    memset(&m, 0, sizeof m); m.type = GL_MSG_FETCH; m.job = 5; m.stage = 1; m.part = 3; m.tasks = tasks; m.ntasks = 5; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_END; m.job = 5; m.stage = 1; m.part = 3; m.ok = true; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_END; m.job = 5; m.stage = 1; m.part = 4; strcpy(m.text, "shard not here: task 2 of stage 1"); out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_DROP; m.job = 1ull << 63; out[n++] = m;
     /* the agents list last: samples() callers rely on it being static */
     memset(&m, 0, sizeof m); m.type = GL_MSG_AGENTS; m.agents = list; m.nagents = 3; out[n++] = m;
     return n;
@@ -72,7 +81,9 @@ static bool msg_eq(const gl_msg *a, const gl_msg *b)
         memcmp(a->nonce, b->nonce, GL_NONCE_LEN) || memcmp(a->mac, b->mac, GL_MAC_LEN) ||
         strcmp(a->text, b->text) || !agent_eq(&a->agent, &b->agent) || a->nagents != b->nagents ||
         a->job != b->job || a->task != b->task || a->want != b->want || a->ok != b->ok || a->npayload != b->npayload ||
-        (a->npayload && memcmp(a->payload, b->payload, a->npayload)))
+        (a->npayload && memcmp(a->payload, b->payload, a->npayload)) || a->parts != b->parts ||
+        strcmp(a->lost, b->lost) || a->stage != b->stage || a->part != b->part || a->nrows != b->nrows ||
+        a->ntasks != b->ntasks || (a->ntasks && memcmp(a->tasks, b->tasks, a->ntasks * sizeof *a->tasks)))
         return false;
     for (uint32_t i = 0; i < a->nagents; i++)
         if (!agent_eq(&a->agents[i], &b->agents[i]))
@@ -99,11 +110,28 @@ static void pack_bin(msgpack_packer *pk, size_t n)
     msgpack_pack_bin_body(pk, b, n);
 }
 
+/* A bin of n zero bytes. */
+static void pack_big(msgpack_packer *pk, size_t n)
+{
+    uint8_t *b = calloc(1, n);
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, b, n);
+    free(b);
+}
+
+/* An array of n small integers. */
+static void pack_ints(msgpack_packer *pk, uint32_t n)
+{
+    msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_int(pk, 1);
+}
+
 /* ---- cases ---- */
 
 TEST(roundtrip_each_type)
 {
-    gl_msg ms[16];
+    gl_msg ms[32];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -125,7 +153,7 @@ TEST(roundtrip_each_type)
 /* msgpack-c reads our bodies as one map whose "t" is the type's name. */
 TEST(msgpack_c_reads_frames)
 {
-    gl_msg ms[16];
+    gl_msg ms[32];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -155,7 +183,7 @@ TEST(msgpack_c_reads_frames)
  * the reader gives back each message once, in order, whole. */
 TEST(stream_split_anywhere)
 {
-    gl_msg ms[16];
+    gl_msg ms[32];
     int n = samples(ms);
     gl_buf s = {0};
     for (int i = 0; i < n; i++)
@@ -210,7 +238,7 @@ TEST(stream_split_anywhere)
  * is malformed on its own; neither reads past what it was given. */
 TEST(truncated_frames)
 {
-    gl_msg ms[16];
+    gl_msg ms[32];
     int n = samples(ms);
     for (int i = 0; i < n; i++) {
         gl_buf b = {0};
@@ -367,6 +395,54 @@ TEST(wrong_types)
     CASE((msgpack_pack_map(&pk, 2), pack_str(&pk, "t"), pack_str(&pk, "agents"), pack_str(&pk, "agents"),
           msgpack_pack_array(&pk, 1), msgpack_pack_map(&pk, 1), pack_str(&pk, "addr"), pack_str(&pk, "x:1")),
          "lacks a field");
+    /* chunk: rows over the chunk bound, a task past 32 bits, a missing nrows */
+    CASE((msgpack_pack_map(&pk, 7), pack_str(&pk, "t"), pack_str(&pk, "chunk"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "task"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "part"), msgpack_pack_int(&pk, 1), pack_str(&pk, "nrows"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "rows"), pack_big(&pk, GL_WIRE_CHUNK_MAX + 1)),
+         "field 'rows' is too long");
+    CASE((msgpack_pack_map(&pk, 7), pack_str(&pk, "t"), pack_str(&pk, "chunk"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "task"),
+          msgpack_pack_uint64(&pk, 1ull << 32), pack_str(&pk, "part"), msgpack_pack_int(&pk, 1), pack_str(&pk, "nrows"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "rows"), pack_bin(&pk, 3)), "field 'task' is out of range");
+    CASE((msgpack_pack_map(&pk, 6), pack_str(&pk, "t"), pack_str(&pk, "chunk"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "task"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "part"), msgpack_pack_int(&pk, 1), pack_str(&pk, "rows"),
+          pack_bin(&pk, 3)), "a chunk message lacks a field");
+    /* a chunk's "payload" is not its rows: an unknown key, so rows are missing */
+    CASE((msgpack_pack_map(&pk, 7), pack_str(&pk, "t"), pack_str(&pk, "chunk"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "task"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "part"), msgpack_pack_int(&pk, 1), pack_str(&pk, "nrows"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "payload"), pack_bin(&pk, 3)), "a chunk message lacks a field");
+    /* fetch: tasks not an array, empty, an item not an integer, more items than bytes */
+    CASE((msgpack_pack_map(&pk, 5), pack_str(&pk, "t"), pack_str(&pk, "fetch"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "part"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "tasks"), msgpack_pack_int(&pk, 1)), "field 'tasks' is not an array");
+    CASE((msgpack_pack_map(&pk, 5), pack_str(&pk, "t"), pack_str(&pk, "fetch"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "part"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "tasks"), msgpack_pack_array(&pk, 0)), "field 'tasks' is empty");
+    CASE((msgpack_pack_map(&pk, 5), pack_str(&pk, "t"), pack_str(&pk, "fetch"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "part"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "tasks"), msgpack_pack_array(&pk, 2), msgpack_pack_int(&pk, 1),
+          pack_str(&pk, "2")), "field 'tasks' is not an integer");
+    CASE((msgpack_pack_map(&pk, 5), pack_str(&pk, "t"), pack_str(&pk, "fetch"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "part"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "tasks"), pack_ints(&pk, GL_FETCH_TASKS_MAX + 1)),
+         "too many items");
+    CASE((msgpack_pack_map(&pk, 4), pack_str(&pk, "t"), pack_str(&pk, "fetch"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "part"),
+          msgpack_pack_int(&pk, 1)), "a fetch message lacks a field");
+    /* end: ok not a boolean; done: lost with a NUL; drop without a job */
+    CASE((msgpack_pack_map(&pk, 6), pack_str(&pk, "t"), pack_str(&pk, "end"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "stage"), msgpack_pack_int(&pk, 1), pack_str(&pk, "part"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "ok"), pack_str(&pk, "yes"), pack_str(&pk, "text"),
+          pack_str(&pk, "")), "field 'ok' is not a boolean");
+    CASE((msgpack_pack_map(&pk, 7), pack_str(&pk, "t"), pack_str(&pk, "done"), pack_str(&pk, "job"),
+          msgpack_pack_int(&pk, 1), pack_str(&pk, "task"), msgpack_pack_int(&pk, 1), pack_str(&pk, "ok"),
+          msgpack_pack_false(&pk), pack_str(&pk, "text"), pack_str(&pk, ""), pack_str(&pk, "payload"),
+          pack_bin(&pk, 0), pack_str(&pk, "lost"), msgpack_pack_str(&pk, 3), msgpack_pack_str_body(&pk, "a\0b", 3)),
+         "NUL");
+    CASE((msgpack_pack_map(&pk, 1), pack_str(&pk, "t"), pack_str(&pk, "drop")), "a drop message lacks a field");
     /* deeply nested unknown field: refused, not recursed into */
     msgpack_sbuffer_clear(&sb);
     msgpack_pack_map(&pk, 2);
@@ -399,7 +475,7 @@ TEST(wrong_types)
  * refused with a message; nothing is read out of bounds, nothing leaks. */
 TEST(random_bodies)
 {
-    gl_msg ms[16];
+    gl_msg ms[32];
     int n = samples(ms);
     uint8_t junk[512];
     int ok = 0, refused = 0;
@@ -463,6 +539,16 @@ TEST(encode_refuses)
     memset(&m, 0, sizeof m);
     m.type = GL_MSG_AGENTS;
     m.nagents = GL_AGENTS_MAX + 1;
+    CHECK_EQ(gl_wire_encode(&b, &m, &err), GL_EINVAL);
+    memset(&m, 0, sizeof m);
+    m.type = GL_MSG_CHUNK;
+    m.npayload = GL_WIRE_CHUNK_MAX + 1;
+    CHECK_EQ(gl_wire_encode(&b, &m, &err), GL_EINVAL);
+    m.npayload = 0;
+    m.task = 1ull << 32;
+    CHECK_EQ(gl_wire_encode(&b, &m, &err), GL_EINVAL);
+    memset(&m, 0, sizeof m);
+    m.type = GL_MSG_FETCH; /* no tasks */
     CHECK_EQ(gl_wire_encode(&b, &m, &err), GL_EINVAL);
     m.type = (enum gl_msg_type)99;
     CHECK_EQ(gl_wire_encode(&b, &m, &err), GL_EINVAL);

@@ -123,6 +123,23 @@ static inline uint64_t test_rand(void)
 /* Uniform enough in [0, n) for test sizes. */
 static inline uint32_t test_below(uint32_t n) { return n ? (uint32_t)(test_rand() % n) : 0; }
 
+/* Makes a fresh directory under $TMPDIR (or /tmp) named for what, in buf;
+ * returns buf, or NULL when it can't. The case removes it with test_rmtree. */
+static inline char *test_tmpdir(char *buf, size_t max, const char *what)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, max, "%s/gleam-test-%s-XXXXXX", base && *base ? base : "/tmp", what);
+    return mkdtemp(buf);
+}
+
+/* Removes a directory tree; 0 when it went. */
+static inline int test_rmtree(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
 static int test_main_(int argc, char **argv, const test_case *cases, size_t n)
 {
     const char *s = getenv("GLEAM_TEST_SEED");
