@@ -119,7 +119,7 @@ extern char **environ;
 static bool ours(const char *v)
 {
     return !strncmp(v, "TMPDIR=", 7) || !strncmp(v, "GLEAM_EXECUTOR_MEMORY=", 22) ||
-           !strncmp(v, "GLEAM_SECRET_FILE=", 18);
+           !strncmp(v, "GLEAM_SECRET_FILE=", 18) || !strncmp(v, "GLEAM_AGENT_PID=", 16);
 }
 
 /* The executors' environment: ours, with TMPDIR set to DIR/tmp (where an
@@ -127,7 +127,8 @@ static bool ours(const char *v)
  * its files), GLEAM_EXECUTOR_MEMORY to their half of this agent's memory
  * over its cores, so executors running at once keep within it together,
  * and GLEAM_SECRET_FILE naming the secret file when there is one (else
- * they have GLEAM_SECRET as we do), for fetching from other agents.
+ * they have GLEAM_SECRET as we do), for fetching from other agents, and
+ * GLEAM_AGENT_PID, so an executor can tell it outlived us (executor.c).
  * 0, or an error in err. */
 static int exec_env_make(const char *dir, const char *secret_file, gl_err *err)
 {
@@ -143,7 +144,7 @@ static int exec_env_make(const char *dir, const char *secret_file, gl_err *err)
     size_t n = 0;
     while (environ[n])
         n++;
-    if (!(A.exec_env = calloc(n + 4, sizeof *A.exec_env)))
+    if (!(A.exec_env = calloc(n + 5, sizeof *A.exec_env)))
         return gl_err_set(err, GL_ENOMEM, "out of memory");
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -152,6 +153,7 @@ static int exec_env_make(const char *dir, const char *secret_file, gl_err *err)
     if (asprintf(&A.exec_env[k++], "TMPDIR=%s", tmp) < 0 ||
         asprintf(&A.exec_env[k++], "GLEAM_EXECUTOR_MEMORY=%llu",
                  (unsigned long long)(A.self.memory / 2 / (A.self.cores ? A.self.cores : 1))) < 0 ||
+        asprintf(&A.exec_env[k++], "GLEAM_AGENT_PID=%ld", (long)getpid()) < 0 ||
         (secret_file && asprintf(&A.exec_env[k++], "GLEAM_SECRET_FILE=%s", secret) < 0))
         return gl_err_set(err, GL_ENOMEM, "out of memory");
     return 0;

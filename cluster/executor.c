@@ -30,11 +30,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -188,6 +189,16 @@ int gl_executor_main(lua_State *L, int argc, char **argv)
         fprintf(stderr, "gleam executor: takes no arguments; it is started by `gleam agent`, "
                         "which sends its task on stdin\n");
         return 2;
+    }
+    /* An agent killed outright (kill -9, a crash) can't stop its
+     * executors; the kernel does, when this process's parent dies. The
+     * agent may have died before this call: then our parent is no longer
+     * the pid it gave us. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const char *agent = getenv("GLEAM_AGENT_PID");
+    if (agent && (long)getppid() != strtol(agent, NULL, 10)) {
+        fprintf(stderr, "gleam executor: its agent (pid %s) is gone\n", agent);
+        return 1;
     }
     /* close-on-exec: a process the task starts must not hold the channel
      * open, or the agent would not see its end when the executor exits */

@@ -248,16 +248,24 @@ end):collect()
     local dir = helpers.tmpdir()
     helpers.write_file(dir .. "/job.lua", [[
 local gleam = require "gleam"
-local before = #(io.open(arg[2]):read("*a"))
+-- the agents' logs (arg[2], ...) grow when one of them runs a task
+local function logged()
+  local n = 0
+  for i = 2, #arg do n = n + #(io.open(arg[i]):read("*a")) end
+  return n
+end
+local before = logged()
 local rows = gleam.flow("x"):range(1, 50):map(function(x) return x % 5, x end)
   :reduce_by_key(function(a, b) return a + b end):sort_by(1)
 for _, r in ipairs(rows:collect{ master = arg[1] }) do print(r[1], r[2]) end
 gleam.config.master = arg[1]
 print(rows:count())
-local after = #(io.open(arg[2]):read("*a"))
+local after = logged()
 print(after > before and "ran on the agent" or "ran locally")
 ]])
-    local r = helpers.gleam({ "run", "job.lua", cluster.master.addr, cluster.agents[1].log }, dir)
+    local args = { "run", "job.lua", cluster.master.addr }
+    for _, a in ipairs(cluster.agents) do args[#args + 1] = a.log end
+    local r = helpers.gleam(args, dir)
     assert.are.equal(0, r.status, shown(r))
     assert.are.equal("0\t275\n1\t235\n2\t245\n3\t255\n4\t265\n5\nran on the agent\n", r.stdout)
   end)
@@ -593,6 +601,38 @@ local rows = gleam.flow("lost"):range(1, 200000):map(function(x) return x % 5003
     -- its orphaned executor ends when it finds its channel gone
     assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end))
     helpers.kill(alive[1])
+  end)
+
+  -- An executor whose agent is killed outright ends at once (the kernel
+  -- kills it: PR_SET_PDEATHSIG), not when its task would have ended.
+  -- (on a cluster of its own: the shared one has lost agents by now)
+  it("ends the executors of an agent killed outright", function()
+    local shared = cluster
+    cluster = helpers.start_cluster({ agents = 1 })
+    finally(function()
+      helpers.stop_cluster(cluster)
+      cluster = shared
+    end)
+    local _, drv, started = start_job([[
+local rows = gleam.flow("orphan"):range(1, 600):map(function(x)
+  if x == 300 and os.getenv("GLEAM_AGENT_PID") then -- only on an executor
+    pcall(ffi.cdef, "int poll(void *fds, unsigned long n, int timeout);")
+    ffi.C.poll(nil, 0, 60000)
+  end
+  return x, x
+end):collect()
+]])
+    assert.truthy(helpers.wait_for(10, function() return #running(started()) == 1 end), agents_log())
+    local alive = running(started())
+    -- let the quick tasks end, so the one running naps
+    assert.truthy(helpers.wait_for(10, function()
+      return #running(started()) == 1 and running(started())[1].pid == alive[1].pid
+    end), agents_log())
+    helpers.kill(alive[1].agent)
+    assert.truthy(helpers.wait_for(5, function() return not helpers.alive(alive[1]) end),
+      "the executor outlived its agent by 5 s")
+    helpers.kill(drv, "TERM")
+    assert.truthy(helpers.wait_for(10, function() return not helpers.alive(drv) end), "the driver did not end")
   end)
 
   it("finishes a job whose master is killed mid-job", function()
