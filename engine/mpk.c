@@ -119,18 +119,30 @@ payload:
     return p + h->n;
 }
 
-/* The values rows are mostly made of - small integers, nil, booleans and
- * short strings - skipped on their first byte alone. Returns p past the
- * value, or NULL for any other value or a short string cut off by end
- * (gl_mpk_head_read then reads it, or finds it malformed). p < end. */
+/* Sizes by first byte (mpk.h): fixint 1, fixmap/fixarray only when empty,
+ * fixstr 1 + length, nil and booleans 1, float32 5, float64 9, uint8..64
+ * and int8..64 2/3/5/9, fixext 1..16 two bytes of header more. */
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+#define FIXSTR(b) b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+const uint8_t gl_mpk_size1[256] = {
+    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1),       /* 0x00-0x7f */
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                       /* 0x80-0x8f */
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                       /* 0x90-0x9f */
+    FIXSTR(0), FIXSTR(8), FIXSTR(16), FIXSTR(24),                         /* 0xa0-0xbf */
+    1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 5, 9, 2, 3, 5, 9,                       /* 0xc0-0xcf */
+    2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0,                     /* 0xd0-0xdf */
+    R16(1), R16(1),                                                       /* 0xe0-0xff */
+};
+#undef R16
+#undef FIXSTR
+
+/* Returns p past the value if gl_mpk_size1 sizes it and it fits before
+ * end, else NULL (gl_mpk_head_read then reads it, or finds it malformed).
+ * p < end. */
 static inline const uint8_t *skip_small(const uint8_t *p, const uint8_t *end)
 {
-    uint8_t c = *p;
-    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-        return p + 1;
-    if ((c & 0xe0) == 0xa0 && (size_t)(end - p) > (size_t)(c & 0x1f))
-        return p + 1 + (c & 0x1f);
-    return NULL;
+    size_t n = gl_mpk_size1[*p];
+    return n && (size_t)(end - p) >= n ? p + n : NULL;
 }
 
 const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end)

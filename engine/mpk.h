@@ -55,6 +55,24 @@ const uint8_t *gl_mpk_head_read(const uint8_t *p, const uint8_t *end, gl_mpk_hea
 #define GL_MPK_MAX_DEPTH 256
 const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end);
 
+/* The whole size in bytes of a value that its first byte alone sizes
+ * (nil, booleans, every number, fixstr, fixext, empty containers), by that
+ * byte; 0 for the others (containers, str/bin/ext with a length field,
+ * the unused 0xc1). Rows are mostly such values: walking a row is then a
+ * load and an add per field. */
+extern const uint8_t gl_mpk_size1[256];
+
+/* gl_mpk_skip, with the values gl_mpk_size1 sizes done inline. */
+static inline const uint8_t *gl_mpk_next(const uint8_t *p, const uint8_t *end)
+{
+    if (p < end) {
+        size_t n = gl_mpk_size1[*p];
+        if (n && (size_t)(end - p) >= n)
+            return p + n;
+    }
+    return gl_mpk_skip(p, end);
+}
+
 /* Writers: 0 ok, -1 out of memory. */
 int gl_mpk_put_nil(gl_buf *b);
 int gl_mpk_put_bool(gl_buf *b, bool v);
