@@ -75,15 +75,41 @@ static int words_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrow
     return gl_op_flush(op, 0);
 }
 
+/* select: one walk over each row finds the fields it takes (when they are
+ * among the first GL_SPLIT_MAX) and the row's end; the new row is written
+ * in one reserve. */
 static int select_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     const gl_keyspec *k = &op->d->key;
+    uint32_t upto = gl_key_max_field(k);
     const uint8_t *p = rows, *end = rows + len;
     for (uint64_t r = 0; r < nrows; r++) {
-        const uint8_t *row = p;
-        p = gl_row_end(p, end);
-        if (gl_mpk_put_array(&op->out, k->n) || gl_row_key_put(&op->out, row, p, k))
+        const uint8_t *row = p, *fs[GL_SPLIT_MAX + 1];
+        if (upto > GL_SPLIT_MAX) {
+            p = gl_row_end(p, end);
+            if (gl_mpk_put_array(&op->out, k->n) || gl_row_key_put(&op->out, row, p, k))
+                return gl_err_set(&op->t->err, GL_ENOMEM, "select: out of memory");
+            op->out_rows++;
+            continue;
+        }
+        uint32_t n = gl_row_split(row, end, upto, fs, &p);
+        size_t need = 5;
+        for (uint32_t i = 0; i < k->n; i++)
+            need += k->f[i] <= n ? (size_t)(fs[k->f[i]] - fs[k->f[i] - 1]) : 1;
+        if (gl_buf_reserve(&op->out, need) || gl_mpk_put_array(&op->out, k->n))
             return gl_err_set(&op->t->err, GL_ENOMEM, "select: out of memory");
+        uint8_t *w = op->out.data + op->out.len;
+        for (uint32_t i = 0; i < k->n; i++) {
+            uint32_t f = k->f[i];
+            if (f > n) {
+                *w++ = 0xc0; /* a field past the row's end is nil */
+                continue;
+            }
+            size_t fl = (size_t)(fs[f] - fs[f - 1]);
+            memcpy(w, fs[f - 1], fl);
+            w += fl;
+        }
+        op->out.len = (size_t)(w - op->out.data);
         op->out_rows++;
     }
     return gl_op_flush(op, 0);

@@ -64,34 +64,40 @@ void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
     *fe = gl_field_end(p, end);
 }
 
-/* Keys of several fields are located in one walk over the row when their
- * fields are among its first SPLIT_MAX. */
-#define SPLIT_MAX 32
-
 /* The highest field of the key, if the key is several fields all within
- * SPLIT_MAX; else 0 (locate each field on its own). */
+ * GL_SPLIT_MAX; else 0 (locate each field on its own). */
 static uint32_t split_upto(const gl_keyspec *k)
 {
     if (k->n < 2 || k->n == GL_KEY_ROW)
         return 0;
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < k->n; i++)
-        m = k->f[i] > m ? k->f[i] : m;
-    return m <= SPLIT_MAX ? m : 0;
+    uint32_t m = gl_key_max_field(k);
+    return m <= GL_SPLIT_MAX ? m : 0;
 }
 
-/* Starts of fields 1..min(nf, upto) of a well-formed row in fs[0..], and
- * the end of the last of them after them. Returns min(nf, upto). */
-static uint32_t split(const uint8_t *row, const uint8_t *end, uint32_t upto, const uint8_t **fs)
+uint32_t gl_key_max_field(const gl_keyspec *k)
 {
-    uint32_t n;
-    const uint8_t *p = gl_row_fields(row, end, &n);
-    n = n < upto ? n : upto;
+    uint32_t m = 0;
+    for (uint32_t i = 0; k->n != GL_KEY_ROW && i < k->n; i++)
+        m = k->f[i] > m ? k->f[i] : m;
+    return m;
+}
+
+uint32_t gl_row_split(const uint8_t *row, const uint8_t *end, uint32_t upto, const uint8_t **fs,
+                      const uint8_t **rowend)
+{
+    uint32_t nf;
+    const uint8_t *p = gl_row_fields(row, end, &nf);
+    uint32_t n = nf < upto ? nf : upto;
     for (uint32_t i = 0; i < n; i++) {
         fs[i] = p;
         p = gl_field_end(p, end);
     }
     fs[n] = p;
+    if (rowend) {
+        for (uint32_t i = n; i < nf; i++)
+            p = gl_field_end(p, end);
+        *rowend = p;
+    }
     return n;
 }
 
@@ -112,8 +118,8 @@ int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl
     if (k->n == GL_KEY_ROW)
         return gl_buf_append(out, row, (size_t)(gl_row_end(row, end) - row));
     uint32_t upto = split_upto(k);
-    const uint8_t *fs[SPLIT_MAX + 1];
-    uint32_t n = upto ? split(row, end, upto, fs) : 0;
+    const uint8_t *fs[GL_SPLIT_MAX + 1];
+    uint32_t n = upto ? gl_row_split(row, end, upto, fs, NULL) : 0;
     for (uint32_t i = 0; i < k->n; i++) {
         const uint8_t *s, *e;
         if (upto)
@@ -171,9 +177,14 @@ uint64_t gl_row_key_hash(const uint8_t *row, const uint8_t *end, const gl_keyspe
 {
     if (k->n == GL_KEY_ROW)
         return gl_hash_next(&row, end, seed);
+    if (k->n == 1) {
+        const uint8_t *s, *e;
+        gl_row_field(row, end, k->f[0], &s, &e);
+        return gl_hash_next(&s, e, seed);
+    }
     uint32_t upto = split_upto(k);
-    const uint8_t *fs[SPLIT_MAX + 1];
-    uint32_t n = upto ? split(row, end, upto, fs) : 0;
+    const uint8_t *fs[GL_SPLIT_MAX + 1];
+    uint32_t n = upto ? gl_row_split(row, end, upto, fs, NULL) : 0;
     uint64_t h = seed;
     for (uint32_t i = 0; i < k->n; i++) {
         const uint8_t *s, *e;

@@ -46,6 +46,16 @@ static inline const uint8_t *gl_row_fields(const uint8_t *row, const uint8_t *en
 void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
                   const uint8_t **fs, const uint8_t **fe);
 
+/* Walks a well-formed row once: fs[0..n) get the starts of its first n =
+ * min(fields, upto) fields and fs[n] the end of the last of them; *rowend
+ * (if not NULL) the row's end. Returns n. fs has room for upto + 1. */
+#define GL_SPLIT_MAX 32
+uint32_t gl_row_split(const uint8_t *row, const uint8_t *end, uint32_t upto, const uint8_t **fs,
+                      const uint8_t **rowend);
+
+/* The highest field position in a key (0 for none or the whole row). */
+uint32_t gl_key_max_field(const gl_keyspec *k);
+
 /* Appends the key's bytes (its fields' encodings in key order) to out. */
 int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k);
 

@@ -109,7 +109,7 @@ static int sink_push(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows
                                           0x632be59bd9b4e019ull) % st->nparts);
         else
             part = range_part(st, row, p);
-        int rc = gl_output_append(t->out, part, t->index, row, (size_t)(p - row), 1, &t->err);
+        int rc = gl_output_append_row(t->out, part, t->index, row, (size_t)(p - row), &t->err);
         if (rc)
             return rc;
     }
@@ -317,7 +317,7 @@ static int split(gl_task *t, const gl_output *o, uint32_t part, gl_output *b, ui
             const uint8_t *row = p;
             p = gl_row_end(p, end);
             uint32_t h = (uint32_t)(gl_hash_mix(gl_row_key_hash(row, p, key, split_seed(depth))) % k);
-            rc = gl_output_append(b, h, 0, row, (size_t)(p - row), 1, &t->err);
+            rc = gl_output_append_row(b, h, 0, row, (size_t)(p - row), &t->err);
         }
         if (!rc && stopped(t))
             rc = GL_ECANCEL;
