@@ -219,51 +219,57 @@ int gl_mpk_put_bool(gl_buf *b, bool v)
     return 0;
 }
 
-int gl_mpk_put_uint(gl_buf *b, uint64_t v)
+uint8_t *gl_mpk_w_uint(uint8_t *p, uint64_t v)
 {
-    PUT(b, 9);
-    uint8_t *p = b->data + b->len;
     if (v < 0x80) {
         p[0] = (uint8_t)v;
-        b->len += 1;
+        return p + 1;
     } else if (v <= 0xff) {
         p[0] = 0xcc; p[1] = (uint8_t)v;
-        b->len += 2;
+        return p + 2;
     } else if (v <= 0xffff) {
         p[0] = 0xcd; w16(p + 1, (uint16_t)v);
-        b->len += 3;
+        return p + 3;
     } else if (v <= 0xffffffffu) {
         p[0] = 0xce; w32(p + 1, (uint32_t)v);
-        b->len += 5;
-    } else {
-        p[0] = 0xcf; w64(p + 1, v);
-        b->len += 9;
+        return p + 5;
     }
+    p[0] = 0xcf; w64(p + 1, v);
+    return p + 9;
+}
+
+uint8_t *gl_mpk_w_int_slow(uint8_t *p, int64_t v)
+{
+    if (v >= 0)
+        return gl_mpk_w_uint(p, (uint64_t)v);
+    if (v >= -32) {
+        p[0] = (uint8_t)(int8_t)v;
+        return p + 1;
+    } else if (v >= INT8_MIN) {
+        p[0] = 0xd0; p[1] = (uint8_t)(int8_t)v;
+        return p + 2;
+    } else if (v >= INT16_MIN) {
+        p[0] = 0xd1; w16(p + 1, (uint16_t)(int16_t)v);
+        return p + 3;
+    } else if (v >= INT32_MIN) {
+        p[0] = 0xd2; w32(p + 1, (uint32_t)(int32_t)v);
+        return p + 5;
+    }
+    p[0] = 0xd3; w64(p + 1, (uint64_t)v);
+    return p + 9;
+}
+
+int gl_mpk_put_uint(gl_buf *b, uint64_t v)
+{
+    PUT(b, GL_MPK_NUM_MAX);
+    b->len = (size_t)(gl_mpk_w_uint(b->data + b->len, v) - b->data);
     return 0;
 }
 
 int gl_mpk_put_int(gl_buf *b, int64_t v)
 {
-    if (v >= 0)
-        return gl_mpk_put_uint(b, (uint64_t)v);
-    PUT(b, 9);
-    uint8_t *p = b->data + b->len;
-    if (v >= -32) {
-        p[0] = (uint8_t)(int8_t)v;
-        b->len += 1;
-    } else if (v >= INT8_MIN) {
-        p[0] = 0xd0; p[1] = (uint8_t)(int8_t)v;
-        b->len += 2;
-    } else if (v >= INT16_MIN) {
-        p[0] = 0xd1; w16(p + 1, (uint16_t)(int16_t)v);
-        b->len += 3;
-    } else if (v >= INT32_MIN) {
-        p[0] = 0xd2; w32(p + 1, (uint32_t)(int32_t)v);
-        b->len += 5;
-    } else {
-        p[0] = 0xd3; w64(p + 1, (uint64_t)v);
-        b->len += 9;
-    }
+    PUT(b, GL_MPK_NUM_MAX);
+    b->len = (size_t)(gl_mpk_w_int(b->data + b->len, v) - b->data);
     return 0;
 }
 
@@ -291,19 +297,7 @@ int gl_mpk_put_str(gl_buf *b, const void *s, size_t n)
     if (n > UINT32_MAX)
         return -1;
     PUT(b, 5 + n);
-    uint8_t *p = b->data + b->len;
-    if (n < 32) {
-        *p++ = 0xa0 | (uint8_t)n;
-    } else if (n <= 0xff) {
-        *p++ = 0xd9; *p++ = (uint8_t)n;
-    } else if (n <= 0xffff) {
-        *p++ = 0xda; w16(p, (uint16_t)n); p += 2;
-    } else {
-        *p++ = 0xdb; w32(p, (uint32_t)n); p += 4;
-    }
-    if (n)
-        memcpy(p, s, n);
-    b->len = (size_t)(p - b->data) + n;
+    b->len = (size_t)(gl_mpk_w_str(b->data + b->len, s, n) - b->data);
     return 0;
 }
 

@@ -178,9 +178,10 @@ static bool as_int(const uint8_t *p, size_t n, int64_t *out)
         return false;
     uint64_t v = 0;
     for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
+        unsigned d = (unsigned)p[i] - '0';
+        if (d > 9)
             return false;
-        v = v * 10 + (uint64_t)(p[i] - '0'); /* 19 digits cannot wrap */
+        v = v * 10 + d; /* 19 digits cannot wrap */
     }
     if (v > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
         return false;
@@ -267,31 +268,39 @@ static bool as_int_lenient(const uint8_t *p, size_t n, int64_t *out)
  * column's type says; each field is read once. Returns 0, -1 out of
  * memory, or 1 when it is not what its column declares (why in what, of
  * size 96). */
-static int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool quoted, char *what)
+static inline int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool quoted, char *what)
 {
+    /* Room for the field as a string (n + 5) or a number. */
+    if (gl_buf_reserve(&c->batch, n + GL_MPK_NUM_MAX))
+        return -1;
+    uint8_t *w = c->batch.data + c->batch.len;
     char t = c->coltypes ? (i < c->ncoltypes ? c->coltypes[i] : 's') : 0;
+    bool detect = (t == 'a' || (!t && c->types)) && !quoted;
     int64_t iv;
     double d;
     if (t == 'i' || t == 'n') {
-        if (!n && !quoted)
-            return gl_mpk_put_nil(&c->batch);
-        if (as_int_lenient(p, n, &iv))
-            return gl_mpk_put_int(&c->batch, iv);
-        if (t == 'n' && as_double(c, p, n, &d))
+        if (!n && !quoted) {
+            *w++ = 0xc0;
+        } else if (as_int_lenient(p, n, &iv)) {
+            w = gl_mpk_w_int(w, iv);
+        } else if (t == 'n' && as_double(c, p, n, &d)) {
             return gl_mpk_put_number(&c->batch, d);
-        snprintf(what, 96, "field %u is not %s: '%.*s'", i + 1, t == 'i' ? "an integer" : "a number",
-                 n > 40 ? 40 : (int)n, (const char *)p);
-        return 1;
+        } else {
+            snprintf(what, 96, "field %u is not %s: '%.*s'", i + 1, t == 'i' ? "an integer" : "a number",
+                     n > 40 ? 40 : (int)n, (const char *)p);
+            return 1;
+        }
+    } else if (detect && !n) {
+        *w++ = 0xc0;
+    } else if (detect && as_int(p, n, &iv)) {
+        w = gl_mpk_w_int(w, iv);
+    } else if (detect && decimal_form(p, n) && as_double(c, p, n, &d)) {
+        return gl_mpk_put_number(&c->batch, d);
+    } else {
+        w = gl_mpk_w_str(w, p, n);
     }
-    if ((t == 'a' || (!t && c->types)) && !quoted) {
-        if (!n)
-            return gl_mpk_put_nil(&c->batch);
-        if (as_int(p, n, &iv))
-            return gl_mpk_put_int(&c->batch, iv);
-        if (decimal_form(p, n) && as_double(c, p, n, &d))
-            return gl_mpk_put_number(&c->batch, d);
-    }
-    return gl_mpk_put_str(&c->batch, p, n);
+    c->batch.len = (size_t)(w - c->batch.data);
+    return 0;
 }
 
 /* A record not of its declared types, found after it ended (what says
