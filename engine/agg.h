@@ -36,6 +36,15 @@ int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len);
 /* The slot of the row's key, or -1 if the key is not in the table. */
 int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);
 
+/* For a caller with many rows to look up: the hash of a row's key (as
+ * gl_agg_find computes it), a hint to start loading the table's bucket of
+ * a hash, and gl_agg_find with the hash given. Hashing a few rows and
+ * prefetching their buckets before finding them overlaps the cache misses
+ * of a table bigger than the cache. */
+uint64_t gl_agg_hash(const gl_agg *a, const uint8_t *row, size_t len);
+void gl_agg_prefetch(const gl_agg *a, uint64_t h);
+int64_t gl_agg_find_hashed(gl_agg *a, const uint8_t *row, size_t len, uint64_t h);
+
 /* The key bytes of a slot (borrowed: valid until the next gl_agg_slot). */
 const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);
 uint32_t gl_agg_count(const gl_agg *a);

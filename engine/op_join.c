@@ -219,17 +219,36 @@ static int hot_pass(gl_opr *op, hot *h)
     return rc;
 }
 
+/* Left rows are looked up PROBE_AHEAD at a time: their keys hashed and
+ * their buckets prefetched first, so the cache misses of a right side
+ * bigger than the cache overlap instead of coming one after another. */
+#define PROBE_AHEAD 8
+
 static int stream_push_left(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     joinst *j = op->st;
     enum gl_join_how how = op->d->how;
+    gl_agg *table = gl_groups_table(j->g);
     const uint8_t *p = rows, *end = rows + len;
+    const uint8_t *ahead[PROBE_AHEAD + 1];
+    uint64_t hash[PROBE_AHEAD];
+    uint32_t next = 0, have = 0;
     int rc = 0;
     for (uint64_t r = 0; r < nrows && !rc; r++) {
-        const uint8_t *row = p;
-        p = gl_row_end(p, end);
+        if (next == have) {
+            have = nrows - r < PROBE_AHEAD ? (uint32_t)(nrows - r) : PROBE_AHEAD;
+            ahead[0] = p;
+            for (uint32_t i = 0; i < have; i++) {
+                ahead[i + 1] = gl_row_end(ahead[i], end);
+                hash[i] = gl_agg_hash(table, ahead[i], (size_t)(ahead[i + 1] - ahead[i]));
+                gl_agg_prefetch(table, hash[i]);
+            }
+            next = 0;
+        }
+        const uint8_t *row = ahead[next];
+        p = ahead[next + 1];
         size_t rl = (size_t)(p - row);
-        int64_t f = gl_agg_find(gl_groups_table(j->g), row, rl);
+        int64_t f = gl_agg_find_hashed(table, row, rl, hash[next++]);
         hot *h = f >= 0 && (uint32_t)f < j->cap ? j->hot[f] : NULL;
         if (h) {
             j->matched[f] = true;

@@ -236,6 +236,11 @@ TEST(random_rows_against_a_list)
                 koff[++nkeys] = keys.len;
             }
             bad += slot(a, &r) != (int64_t)want * 2 + fresh;
+            /* Found again, with the hash given as a batch caller gives it. */
+            uint64_t h = gl_agg_hash(a, r.data, r.len);
+            gl_agg_prefetch(a, h);
+            bad += gl_agg_find_hashed(a, r.data, r.len, h) != (int64_t)want;
+            bad += gl_agg_find(a, r.data, r.len) != (int64_t)want;
         }
         CHECK_EQ(bad, 0);
         CHECK_EQ(gl_agg_count(a), nkeys);
