@@ -168,6 +168,19 @@ uint64_t gl_agg_hash(const gl_agg *a, const uint8_t *row, size_t len)
 
 void gl_agg_prefetch(const gl_agg *a, uint64_t h) { __builtin_prefetch(&a->index[(uint32_t)h & a->mask]); }
 
+int64_t gl_agg_prefetch_slot(const gl_agg *a, uint64_t h)
+{
+    for (uint32_t b = (uint32_t)h & a->mask;; b = (b + 1) & a->mask) {
+        uint64_t e = a->index[b];
+        if (!e)
+            return -1;
+        if (entry_tagged(e, h)) {
+            __builtin_prefetch(&a->slots[entry_slot(e)]);
+            return entry_slot(e);
+        }
+    }
+}
+
 int64_t gl_agg_find_hashed(gl_agg *a, const uint8_t *row, size_t len, uint64_t h)
 {
     const uint8_t *k, *ke;

@@ -43,6 +43,9 @@ int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);
  * of a table bigger than the cache. */
 uint64_t gl_agg_hash(const gl_agg *a, const uint8_t *row, size_t len);
 void gl_agg_prefetch(const gl_agg *a, uint64_t h);
+/* Once the bucket is in: the slot of the first key there whose hash may
+ * be h (its entry prefetched), or -1. */
+int64_t gl_agg_prefetch_slot(const gl_agg *a, uint64_t h);
 int64_t gl_agg_find_hashed(gl_agg *a, const uint8_t *row, size_t len, uint64_t h);
 
 /* The key bytes of a slot (borrowed: valid until the next gl_agg_slot). */

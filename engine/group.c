@@ -124,6 +124,12 @@ uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side)
     return slot < g->capl ? g->l[(size_t)slot * g->sides + side].n : 0;
 }
 
+void gl_groups_prefetch(const gl_groups *g, uint32_t slot, uint32_t side)
+{
+    if (slot < g->capl)
+        __builtin_prefetch(&g->l[(size_t)slot * g->sides + side]);
+}
+
 size_t gl_groups_bytes(const gl_groups *g) { return g->arena.len; }
 
 void gl_groups_clear(gl_groups *g, uint32_t slot, uint32_t side)

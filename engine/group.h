@@ -32,6 +32,8 @@ uint32_t gl_groups_first(const gl_groups *g, uint32_t slot, uint32_t side);
 uint32_t gl_groups_next(const gl_groups *g, uint32_t entry);
 const uint8_t *gl_groups_row(const gl_groups *g, uint32_t entry, size_t *len);
 uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side);
+/* Starts loading the list of (slot, side), for a caller about to read it. */
+void gl_groups_prefetch(const gl_groups *g, uint32_t slot, uint32_t side);
 
 /* Bytes of rows held (the arena). */
 size_t gl_groups_bytes(const gl_groups *g);
