@@ -39,8 +39,10 @@ typedef struct gl_chunk {
     uint64_t nrows;
 } gl_chunk;
 
+/* A cache line each: the shards of one partition are side by side, one
+ * per task, and tasks on different threads append to them row by row. */
 typedef struct gl_shard {
-    gl_chunk *chunks; /* in memory, after the ndisk chunks in LMDB */
+    _Alignas(64) gl_chunk *chunks; /* in memory, after the ndisk chunks in LMDB */
     size_t n, cap;
     uint64_t rows, bytes;
     uint32_t ndisk;   /* chunks in LMDB, keys (output id, cell, 0..ndisk-1) */
