@@ -71,9 +71,9 @@ static inline uint64_t entry_of(uint64_t h, uint32_t slot) { return (h & 0xfffff
 static inline uint32_t entry_slot(uint64_t e) { return (uint32_t)e - 1; }
 static inline bool entry_tagged(uint64_t e, uint64_t h) { return (e ^ h) >> 32 == 0; }
 
-static int rehash(gl_agg *a)
+/* Moves the index to one of `size` buckets (a power of two). */
+static int rehash_to(gl_agg *a, uint32_t size)
 {
-    uint32_t size = (a->mask + 1) * 2;
     uint64_t *idx = calloc(size, sizeof *idx);
     if (!idx)
         return -1;
@@ -87,6 +87,22 @@ static int rehash(gl_agg *a)
     a->index = idx;
     a->mask = size - 1;
     return 0;
+}
+
+static int rehash(gl_agg *a) { return rehash_to(a, (a->mask + 1) * 2); }
+
+static int grow_slots(gl_agg *a, uint32_t cap) { return gl_array_resize(&a->slots, &a->cap, cap, sizeof *a->slots); }
+
+int gl_agg_reserve(gl_agg *a, uint32_t n)
+{
+    if (n > (1u << 30))
+        return -1;
+    uint32_t size = a->mask + 1;
+    while (n * 2 > size - 1) /* the load add() keeps: at most half full */
+        size *= 2;
+    if (size > a->mask + 1 && rehash_to(a, size))
+        return -1;
+    return n > a->cap ? grow_slots(a, n) : 0;
 }
 
 /* The row's key bytes: in place when the key is one field (nothing to
@@ -135,14 +151,8 @@ static uint32_t probe(const gl_agg *a, const uint8_t *k, const uint8_t *ke, uint
  * koff, in bucket b. Returns its slot * 2 + 1, or -1. */
 static int64_t add(gl_agg *a, size_t koff, uint64_t h, uint32_t b)
 {
-    if (a->n == a->cap) {
-        uint32_t cap = a->cap ? a->cap * 2 : 256;
-        slot *v = realloc(a->slots, cap * sizeof *v);
-        if (!v)
-            return -1;
-        a->slots = v;
-        a->cap = cap;
-    }
+    if (a->n == a->cap && grow_slots(a, a->cap ? a->cap * 2 : 256))
+        return -1;
     a->slots[a->n] = (slot){h, koff, (uint32_t)(a->keys.len - koff)};
     a->index[b] = entry_of(h, a->n++);
     if (a->n * 2 > a->mask && rehash(a))

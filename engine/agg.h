@@ -17,6 +17,11 @@ typedef struct gl_agg gl_agg;
 gl_agg *gl_agg_new(const gl_keyspec *key);
 void gl_agg_free(gl_agg *a);
 
+/* Makes room for n keys in all (no rehash until there are more): for a
+ * caller that knows about how many keys are coming. 0, or -1 out of
+ * memory (the table is unchanged then). */
+int gl_agg_reserve(gl_agg *a, uint32_t n);
+
 /* Finds or adds the slot of the key of the well-formed row at row; len may
  * run past the row's end (to its batch's end): only the row is read.
  * Returns slot * 2 + 1 for a new slot, slot * 2 for a known one, -1 when

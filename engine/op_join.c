@@ -400,6 +400,13 @@ int gl_op_join_init(gl_opr *op)
         }
         if (t->run->store)
             j->share = gl_store_op_share(t->run->store);
+        /* The right side's size is known: room for it up front saves the
+         * table its rehashes, unless it is too big to hold (buckets). */
+        const gl_output *right = t->run->outs[t->st->src_stages[1]];
+        uint64_t rbytes = right ? gl_output_part_bytes(right, t->index) : 0;
+        if (rbytes && (!j->share || rbytes * 2 <= j->share) &&
+            gl_groups_reserve(j->g, gl_output_part_rows(right, t->index), rbytes))
+            return gl_err_set(&t->err, GL_ENOMEM, "join: out of memory");
         op->push = stream_push_left;
         op->push2 = stream_push_right;
         op->finish = stream_finish;
