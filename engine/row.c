@@ -48,22 +48,6 @@ const uint8_t *gl_row_fields_slow(const uint8_t *row, const uint8_t *end, uint32
     return p;
 }
 
-void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
-                  const uint8_t **fs, const uint8_t **fe)
-{
-    uint32_t n;
-    const uint8_t *p = gl_row_fields(row, end, &n);
-    if (k < 1 || k > n) {
-        *fs = nil_byte;
-        *fe = nil_byte + 1;
-        return;
-    }
-    for (uint32_t i = 1; i < k; i++)
-        p = gl_field_end(p, end);
-    *fs = p;
-    *fe = gl_field_end(p, end);
-}
-
 /* The highest field of the key, if the key is several fields all within
  * GL_SPLIT_MAX; else 0 (locate each field on its own). */
 static uint32_t split_upto(const gl_keyspec *k)

@@ -41,11 +41,6 @@ static inline const uint8_t *gl_row_fields(const uint8_t *row, const uint8_t *en
     return gl_row_fields_slow(row, end, nfields);
 }
 
-/* Locates field k (1-based) of a well-formed row; a missing field is a nil
- * that points at a static byte. */
-void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
-                  const uint8_t **fs, const uint8_t **fe);
-
 /* Walks a well-formed row once: fs[0..n) get the starts of its first n =
  * min(fields, upto) fields and fs[n] the end of the last of them; *rowend
  * (if not NULL) the row's end. Returns n. fs has room for upto + 1. */
@@ -80,6 +75,24 @@ static inline const uint8_t *gl_field_end(const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *r = gl_mpk_next(p, end);
     return r ? r : end;
+}
+
+/* Locates field k (1-based) of a well-formed row; a missing field is a nil
+ * that points at a static byte. */
+static inline void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k, const uint8_t **fs,
+                                const uint8_t **fe)
+{
+    uint32_t n;
+    const uint8_t *p = gl_row_fields(row, end, &n);
+    if (k < 1 || k > n) {
+        *fs = (const uint8_t *)"\xc0";
+        *fe = *fs + 1;
+        return;
+    }
+    for (uint32_t i = 1; i < k; i++)
+        p = gl_field_end(p, end);
+    *fs = p;
+    *fe = gl_field_end(p, end);
 }
 
 /* Rows of a batch one after another: returns the end of the row at p
