@@ -165,8 +165,10 @@ static int end_field(csv *c)
     return 0;
 }
 
-/* An integer: optional sign, digits without a leading zero, in int64. */
-static bool as_int(const uint8_t *p, size_t n, int64_t *out)
+/* An integer: optional sign, then digits, in int64. A leading zero
+ * before another digit makes it not one ("007" stays a string), unless
+ * zeros are allowed (a declared integer column). */
+static inline bool parse_int(const uint8_t *p, size_t n, bool zeros, int64_t *out)
 {
     size_t i = 0;
     bool neg = false;
@@ -174,7 +176,15 @@ static bool as_int(const uint8_t *p, size_t n, int64_t *out)
         neg = p[0] == '-';
         i = 1;
     }
-    if (i == n || n - i > 19 || (p[i] == '0' && n - i > 1))
+    if (i == n)
+        return false;
+    if (p[i] == '0' && n - i > 1) {
+        if (!zeros)
+            return false;
+        while (i + 1 < n && p[i] == '0')
+            i++;
+    }
+    if (n - i > 19)
         return false;
     uint64_t v = 0;
     for (; i < n; i++) {
@@ -243,32 +253,11 @@ static bool as_double(csv *c, const uint8_t *p, size_t n, double *out)
     return n && end == s + n && isfinite(d);
 }
 
-/* An integer with any number of leading zeros (a declared integer column). */
-static bool as_int_lenient(const uint8_t *p, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    if (n && (p[0] == '-' || p[0] == '+'))
-        i = 1;
-    size_t z = i;
-    while (z + 1 < n && p[z] == '0')
-        z++;
-    if (z == i)
-        return as_int(p, n, out);
-    uint8_t tmp[24];
-    if (n - z > 19)
-        return false;
-    size_t m = 0;
-    if (i)
-        tmp[m++] = p[0];
-    memcpy(tmp + m, p + z, n - z);
-    return as_int(tmp, m + n - z, out);
-}
-
 /* Appends field i of a record, the n bytes at p, to the batch as its
  * column's type says; each field is read once. Returns 0, -1 out of
- * memory, or 1 when it is not what its column declares (why in what, of
- * size 96). */
-static inline int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool quoted, char *what)
+ * memory, or 1 when it is not what its column declares (type_error says
+ * why). */
+static inline int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool quoted)
 {
     /* Room for the field as a string (n + 5) or a number. */
     if (gl_buf_reserve(&c->batch, n + GL_MPK_NUM_MAX))
@@ -281,18 +270,16 @@ static inline int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool
     if (t == 'i' || t == 'n') {
         if (!n && !quoted) {
             *w++ = 0xc0;
-        } else if (as_int_lenient(p, n, &iv)) {
+        } else if (parse_int(p, n, true, &iv)) {
             w = gl_mpk_w_int(w, iv);
         } else if (t == 'n' && as_double(c, p, n, &d)) {
             return gl_mpk_put_number(&c->batch, d);
         } else {
-            snprintf(what, 96, "field %u is not %s: '%.*s'", i + 1, t == 'i' ? "an integer" : "a number",
-                     n > 40 ? 40 : (int)n, (const char *)p);
             return 1;
         }
     } else if (detect && !n) {
         *w++ = 0xc0;
-    } else if (detect && as_int(p, n, &iv)) {
+    } else if (detect && parse_int(p, n, false, &iv)) {
         w = gl_mpk_w_int(w, iv);
     } else if (detect && decimal_form(p, n) && as_double(c, p, n, &d)) {
         return gl_mpk_put_number(&c->batch, d);
@@ -303,15 +290,19 @@ static inline int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool
     return 0;
 }
 
-/* A record not of its declared types, found after it ended (what says
- * why): fails the run, or is skipped and counted. Nothing of it was
- * kept, and skipping it drops nothing after it. */
-static int bad_type(csv *c, const char *what)
+/* A record whose field i (the n bytes at p) is not of its declared type,
+ * found after the record ended: fails the run, or is skipped and counted.
+ * Nothing of it was kept, and skipping it drops nothing after it. */
+static int bad_type(csv *c, uint32_t i, const uint8_t *p, size_t n)
 {
-    if (!c->skip_bad)
-        return gl_err_set(c->err, GL_EINVAL, "%s: %s:%" PRIu64 ": %s", c->who, c->path, c->rec_line, what);
-    (*c->skipped)++;
-    return 0;
+    if (c->skip_bad) {
+        (*c->skipped)++;
+        return 0;
+    }
+    char t = i < c->ncoltypes ? c->coltypes[i] : 's';
+    return gl_err_set(c->err, GL_EINVAL, "%s: %s:%" PRIu64 ": field %u is not %s: '%.*s'", c->who, c->path,
+                      c->rec_line, i + 1, t == 'i' ? "an integer" : "a number", n > 40 ? 40 : (int)n,
+                      (const char *)p);
 }
 
 /* Emits the batch once it is big enough. */
@@ -341,16 +332,16 @@ static int end_record(csv *c)
         c->header = false;
     } else if (!empty) {
         size_t mark = c->batch.len;
-        char what[96];
+        uint32_t i = 0;
         if (gl_mpk_put_array(&c->batch, c->nf))
             return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
-        for (uint32_t i = 0; i < c->nf && !rc; i++)
-            rc = put_field(c, i, c->fbuf.data + c->f[i].off, c->f[i].len, c->f[i].quoted, what);
+        for (; i < c->nf && !rc; i++)
+            rc = put_field(c, i, c->fbuf.data + c->f[i].off, c->f[i].len, c->f[i].quoted);
         if (rc < 0)
             return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
         if (rc) {
             c->batch.len = mark;
-            rc = bad_type(c, what);
+            rc = bad_type(c, i - 1, c->fbuf.data + c->f[i - 1].off, c->f[i - 1].len);
         } else {
             rc = record_done(c);
         }
@@ -395,19 +386,19 @@ static int fast_line(csv *c, const uint8_t *p, const uint8_t *e)
         return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
     c->batch.len++;
     uint32_t nf = 0;
-    char what[96];
     for (const uint8_t *s = p;; s++) {
         const uint8_t *q = s;
         while (q < e && !cls[*q])
             q++;
-        int rc = q < e && cls[*q] == 2 ? NOT_FAST : put_field(c, nf++, s, (size_t)(q - s), false, what);
+        int rc = q < e && cls[*q] == 2 ? NOT_FAST : put_field(c, nf++, s, (size_t)(q - s), false);
         if (rc == 1) {
             /* Not of its type; but a quote further on may open a field that
              * runs past this line: the record's end is the state machine's
              * to find then. */
+            const uint8_t *bad = s, *bad_end = q;
             while (q < e && cls[*q] != 2)
                 q++;
-            rc = q < e ? NOT_FAST : bad_type(c, what);
+            rc = q < e ? NOT_FAST : bad_type(c, nf - 1, bad, (size_t)(bad_end - bad));
             c->batch.len = mark;
             if (rc == NOT_FAST)
                 return rc;
