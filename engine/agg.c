@@ -1,6 +1,10 @@
 /* agg.c: open addressing with linear probing over slot numbers; keys live
  * back to back in one arena. Equal keys can have different bytes (1 and
- * 1.0), so a byte mismatch with an equal hash falls back to the order. */
+ * 1.0), so a byte mismatch with an equal hash falls back to the order.
+ * An index entry holds the top half of its key's hash beside the slot
+ * number: a probe passes other keys' buckets on the entry alone, without
+ * loading their slots (a join's probes mostly find nothing, and the slots
+ * are a cache miss each). */
 #include "agg.h"
 
 #include "compare.h"
@@ -21,7 +25,7 @@ struct gl_agg {
     gl_buf scratch;
     slot *slots;
     uint32_t n, cap;
-    uint32_t *index; /* slot + 1; 0 is empty */
+    uint64_t *index; /* hash >> 32 << 32 | slot + 1; 0 is empty */
     uint32_t mask;
 };
 
@@ -63,22 +67,42 @@ static uint64_t key_hash(const uint8_t *k, const uint8_t *ke)
     return h;
 }
 
-static int rehash(gl_agg *a)
+static inline uint64_t entry_of(uint64_t h, uint32_t slot) { return (h & 0xffffffff00000000ull) | (slot + 1); }
+static inline uint32_t entry_slot(uint64_t e) { return (uint32_t)e - 1; }
+static inline bool entry_tagged(uint64_t e, uint64_t h) { return (e ^ h) >> 32 == 0; }
+
+/* Moves the index to one of `size` buckets (a power of two). */
+static int rehash_to(gl_agg *a, uint32_t size)
 {
-    uint32_t size = (a->mask + 1) * 2;
-    uint32_t *idx = calloc(size, sizeof *idx);
+    uint64_t *idx = calloc(size, sizeof *idx);
     if (!idx)
         return -1;
     for (uint32_t s = 0; s < a->n; s++) {
         uint32_t b = (uint32_t)a->slots[s].hash & (size - 1);
         while (idx[b])
             b = (b + 1) & (size - 1);
-        idx[b] = s + 1;
+        idx[b] = entry_of(a->slots[s].hash, s);
     }
     free(a->index);
     a->index = idx;
     a->mask = size - 1;
     return 0;
+}
+
+static int rehash(gl_agg *a) { return rehash_to(a, (a->mask + 1) * 2); }
+
+static int grow_slots(gl_agg *a, uint32_t cap) { return gl_array_resize(&a->slots, &a->cap, cap, sizeof *a->slots); }
+
+int gl_agg_reserve(gl_agg *a, uint32_t n)
+{
+    if (n > (1u << 30))
+        return -1;
+    uint32_t size = a->mask + 1;
+    while (n * 2 > size - 1) /* the load add() keeps: at most half full */
+        size *= 2;
+    if (size > a->mask + 1 && rehash_to(a, size))
+        return -1;
+    return n > a->cap ? grow_slots(a, n) : 0;
 }
 
 /* The row's key bytes: in place when the key is one field (nothing to
@@ -105,16 +129,16 @@ static uint32_t probe(const gl_agg *a, const uint8_t *k, const uint8_t *ke, uint
     size_t klen = (size_t)(ke - k);
     uint32_t b = (uint32_t)h & a->mask;
     for (;;) {
-        uint32_t s = a->index[b];
-        if (!s)
+        uint64_t e = a->index[b];
+        if (!e)
             break;
-        const slot *sl = &a->slots[s - 1];
-        if (sl->hash == h) {
+        const slot *sl = &a->slots[entry_slot(e)];
+        if (entry_tagged(e, h) && sl->hash == h) {
             const uint8_t *sk = a->keys.data + sl->koff;
             if ((sl->klen == klen && !memcmp(sk, k, klen)) ||
                 !gl_cmp_seq(sk, sk + sl->klen, k, ke, gl_key_values(&a->key))) {
                 *bucket = b;
-                return s;
+                return entry_slot(e) + 1;
             }
         }
         b = (b + 1) & a->mask;
@@ -127,16 +151,10 @@ static uint32_t probe(const gl_agg *a, const uint8_t *k, const uint8_t *ke, uint
  * koff, in bucket b. Returns its slot * 2 + 1, or -1. */
 static int64_t add(gl_agg *a, size_t koff, uint64_t h, uint32_t b)
 {
-    if (a->n == a->cap) {
-        uint32_t cap = a->cap ? a->cap * 2 : 256;
-        slot *v = realloc(a->slots, cap * sizeof *v);
-        if (!v)
-            return -1;
-        a->slots = v;
-        a->cap = cap;
-    }
+    if (a->n == a->cap && grow_slots(a, a->cap ? a->cap * 2 : 256))
+        return -1;
     a->slots[a->n] = (slot){h, koff, (uint32_t)(a->keys.len - koff)};
-    a->index[b] = ++a->n;
+    a->index[b] = entry_of(h, a->n++);
     if (a->n * 2 > a->mask && rehash(a))
         return -1;
     return (int64_t)(a->n - 1) * 2 + 1;
@@ -148,6 +166,37 @@ int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len)
     if (key_of(a, row, len, &k, &ke))
         return -1;
     uint32_t b, found = probe(a, k, ke, key_hash(k, ke), &b);
+    return found ? (int64_t)found - 1 : -1;
+}
+
+/* key_hash of the key's bytes is the running gl_hash_next over its fields,
+ * which gl_row_key_hash computes without gathering them. */
+uint64_t gl_agg_hash(const gl_agg *a, const uint8_t *row, size_t len)
+{
+    return gl_row_key_hash(row, row + len, &a->key, KEY_SEED);
+}
+
+void gl_agg_prefetch(const gl_agg *a, uint64_t h) { __builtin_prefetch(&a->index[(uint32_t)h & a->mask]); }
+
+int64_t gl_agg_prefetch_slot(const gl_agg *a, uint64_t h)
+{
+    for (uint32_t b = (uint32_t)h & a->mask;; b = (b + 1) & a->mask) {
+        uint64_t e = a->index[b];
+        if (!e)
+            return -1;
+        if (entry_tagged(e, h)) {
+            __builtin_prefetch(&a->slots[entry_slot(e)]);
+            return entry_slot(e);
+        }
+    }
+}
+
+int64_t gl_agg_find_hashed(gl_agg *a, const uint8_t *row, size_t len, uint64_t h)
+{
+    const uint8_t *k, *ke;
+    if (key_of(a, row, len, &k, &ke))
+        return -1;
+    uint32_t b, found = probe(a, k, ke, h, &b);
     return found ? (int64_t)found - 1 : -1;
 }
 
@@ -175,11 +224,12 @@ int64_t gl_agg_slot_str(gl_agg *a, const void *str, size_t n)
     uint64_t h = gl_hash_str(s, n, KEY_SEED);
     uint32_t b = (uint32_t)h & a->mask;
     for (;;) {
-        uint32_t i = a->index[b];
-        if (!i)
+        uint64_t e = a->index[b];
+        if (!e)
             break;
+        uint32_t i = entry_slot(e) + 1;
         const slot *sl = &a->slots[i - 1];
-        if (sl->hash == h) {
+        if (entry_tagged(e, h) && sl->hash == h) {
             const uint8_t *sk = a->keys.data + sl->koff;
             /* Most keys are short strings stored as fixstr: one byte of
              * header, then the bytes. */
@@ -227,5 +277,5 @@ uint32_t gl_agg_nkeys(const gl_agg *a) { return a->key.n; }
 
 size_t gl_agg_bytes(const gl_agg *a)
 {
-    return a->keys.cap + (size_t)a->cap * sizeof(slot) + (size_t)(a->mask + 1) * sizeof(uint32_t);
+    return a->keys.cap + (size_t)a->cap * sizeof(slot) + (size_t)(a->mask + 1) * sizeof(*a->index);
 }

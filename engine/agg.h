@@ -17,6 +17,11 @@ typedef struct gl_agg gl_agg;
 gl_agg *gl_agg_new(const gl_keyspec *key);
 void gl_agg_free(gl_agg *a);
 
+/* Makes room for n keys in all (no rehash until there are more): for a
+ * caller that knows about how many keys are coming. 0, or -1 out of
+ * memory (the table is unchanged then). */
+int gl_agg_reserve(gl_agg *a, uint32_t n);
+
 /* Finds or adds the slot of the key of the well-formed row at row; len may
  * run past the row's end (to its batch's end): only the row is read.
  * Returns slot * 2 + 1 for a new slot, slot * 2 for a known one, -1 when
@@ -35,6 +40,18 @@ int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len);
 
 /* The slot of the row's key, or -1 if the key is not in the table. */
 int64_t gl_agg_find(gl_agg *a, const uint8_t *row, size_t len);
+
+/* For a caller with many rows to look up: the hash of a row's key (as
+ * gl_agg_find computes it), a hint to start loading the table's bucket of
+ * a hash, and gl_agg_find with the hash given. Hashing a few rows and
+ * prefetching their buckets before finding them overlaps the cache misses
+ * of a table bigger than the cache. */
+uint64_t gl_agg_hash(const gl_agg *a, const uint8_t *row, size_t len);
+void gl_agg_prefetch(const gl_agg *a, uint64_t h);
+/* Once the bucket is in: the slot of the first key there whose hash may
+ * be h (its entry prefetched), or -1. */
+int64_t gl_agg_prefetch_slot(const gl_agg *a, uint64_t h);
+int64_t gl_agg_find_hashed(gl_agg *a, const uint8_t *row, size_t len, uint64_t h);
 
 /* The key bytes of a slot (borrowed: valid until the next gl_agg_slot). */
 const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);

@@ -1,4 +1,5 @@
-/* buf.c: growth policy for gl_buf (doubling, so appends are amortized O(1)). */
+/* buf.c: growth policy for gl_buf (doubling, so appends are amortized O(1)),
+ * and resizing of the engine's plain arrays. */
 #include "buf.h"
 
 #include <stdlib.h>
@@ -27,4 +28,15 @@ void gl_buf_free(gl_buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int gl_array_resize(void *p, uint32_t *cap, uint32_t cap_new, size_t size)
+{
+    void **arr = p;
+    void *v = realloc(*arr, (size_t)cap_new * size);
+    if (!v && cap_new)
+        return -1;
+    *arr = v;
+    *cap = cap_new;
+    return 0;
 }

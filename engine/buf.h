@@ -35,4 +35,8 @@ static inline int gl_buf_append(gl_buf *b, const void *p, size_t n)
 
 void gl_buf_free(gl_buf *b);
 
+/* Resizes the array *p of *cap items of `size` bytes to cap items. 0 ok,
+ * -1 out of memory (the array unchanged). */
+int gl_array_resize(void *p, uint32_t *cap, uint32_t cap_new, size_t size);
+
 #endif

@@ -267,6 +267,13 @@ uint64_t gl_hash_str(const void *s, size_t n, uint64_t seed) { return gl_hash_by
 
 uint64_t gl_hash_next(const uint8_t **pp, const uint8_t *end, uint64_t seed)
 {
+    /* Keys are mostly short strings: no need for the whole header read. */
+    const uint8_t *s = *pp;
+    if (s < end && (*s & 0xe0) == 0xa0 && (size_t)(end - s) > (size_t)(*s & 0x1f)) {
+        size_t n = *s & 0x1f;
+        *pp = s + 1 + n;
+        return gl_hash_str(s + 1, n, seed);
+    }
     gl_mpk_head h;
     const uint8_t *p = gl_mpk_head_read(*pp, end, &h);
     if (!p) {

@@ -51,6 +51,18 @@ void gl_groups_free(gl_groups *g)
     free(g);
 }
 
+static int grow_entries(gl_groups *g, uint32_t cap) { return gl_array_resize(&g->e, &g->cape, cap, sizeof *g->e); }
+
+int gl_groups_reserve(gl_groups *g, uint64_t rows, uint64_t bytes)
+{
+    uint64_t keys = rows < bytes / 8 ? rows : bytes / 8;
+    if (rows >= UINT32_MAX || bytes > SIZE_MAX / 2)
+        return 0; /* a hint only: too big to take up front */
+    if (gl_agg_reserve(g->table, (uint32_t)keys) || (rows > g->cape && grow_entries(g, (uint32_t)rows)))
+        return -1;
+    return gl_buf_reserve(&g->arena, (size_t)bytes);
+}
+
 int64_t gl_groups_add_row(gl_groups *g, uint32_t side, const uint8_t *row, size_t len)
 {
     int64_t s = gl_agg_slot(g->table, row, len);
@@ -67,14 +79,8 @@ int64_t gl_groups_add_row(gl_groups *g, uint32_t side, const uint8_t *row, size_
         g->l = l;
         g->capl = cap;
     }
-    if (g->ne == g->cape) {
-        uint32_t cap = g->cape ? g->cape * 2 : 1024;
-        entry *e = realloc(g->e, cap * sizeof *e);
-        if (!e)
-            return -1;
-        g->e = e;
-        g->cape = cap;
-    }
+    if (g->ne == g->cape && grow_entries(g, g->cape ? g->cape * 2 : 1024))
+        return -1;
     size_t off = g->arena.len;
     if (gl_buf_append(&g->arena, row, len))
         return -1;
@@ -122,6 +128,12 @@ const uint8_t *gl_groups_row(const gl_groups *g, uint32_t entry, size_t *len)
 uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side)
 {
     return slot < g->capl ? g->l[(size_t)slot * g->sides + side].n : 0;
+}
+
+void gl_groups_prefetch(const gl_groups *g, uint32_t slot, uint32_t side)
+{
+    if (slot < g->capl)
+        __builtin_prefetch(&g->l[(size_t)slot * g->sides + side]);
 }
 
 size_t gl_groups_bytes(const gl_groups *g) { return g->arena.len; }

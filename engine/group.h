@@ -17,6 +17,12 @@ typedef struct gl_groups gl_groups;
 gl_groups *gl_groups_new(const gl_keyspec *key, uint32_t sides);
 void gl_groups_free(gl_groups *g);
 
+/* Makes room for `rows` rows of `bytes` bytes in all, for a caller that
+ * knows what is coming (a join's right side): the table for as many keys
+ * (but no more than a key per 8 bytes of rows), the entries and the
+ * arena. 0, or -1 out of memory. */
+int gl_groups_reserve(gl_groups *g, uint64_t rows, uint64_t bytes);
+
 /* Adds the nrows rows of a batch to `side`. 0 ok, -1 out of memory. */
 int gl_groups_add(gl_groups *g, uint32_t side, const uint8_t *rows, size_t len, uint64_t nrows);
 
@@ -32,6 +38,8 @@ uint32_t gl_groups_first(const gl_groups *g, uint32_t slot, uint32_t side);
 uint32_t gl_groups_next(const gl_groups *g, uint32_t entry);
 const uint8_t *gl_groups_row(const gl_groups *g, uint32_t entry, size_t *len);
 uint32_t gl_groups_size(const gl_groups *g, uint32_t slot, uint32_t side);
+/* Starts loading the list of (slot, side), for a caller about to read it. */
+void gl_groups_prefetch(const gl_groups *g, uint32_t slot, uint32_t side);
 
 /* Bytes of rows held (the arena). */
 size_t gl_groups_bytes(const gl_groups *g);

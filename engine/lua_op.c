@@ -125,9 +125,22 @@ int gl_op_lua_init(gl_opr *op)
         lua_pushlightuserdata(L, s->agg);
     else
         lua_pushnil(L);
-    int rc = call(op, 5, 2);
+    int rc = call(op, 5, 3);
     if (rc)
         return rc;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        /* The chain only moves fields and adds constants (gleam.project):
+         * C runs it, and no row goes through Lua. */
+        size_t n;
+        const char *spec = lua_tolstring(L, -1, &n);
+        free(s);
+        op->st = NULL;
+        op->destroy = NULL;
+        rc = gl_op_project_init(op, (const uint8_t *)spec, n);
+        lua_pop(L, 3);
+        return rc;
+    }
+    lua_pop(L, 1);
     op->ref_finish = luaL_ref(L, LUA_REGISTRYINDEX);
     op->ref_push = luaL_ref(L, LUA_REGISTRYINDEX);
     op->push = lua_push;

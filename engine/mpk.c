@@ -119,18 +119,30 @@ payload:
     return p + h->n;
 }
 
-/* The values rows are mostly made of - small integers, nil, booleans and
- * short strings - skipped on their first byte alone. Returns p past the
- * value, or NULL for any other value or a short string cut off by end
- * (gl_mpk_head_read then reads it, or finds it malformed). p < end. */
+/* Sizes by first byte (mpk.h): fixint 1, fixmap/fixarray only when empty,
+ * fixstr 1 + length, nil and booleans 1, float32 5, float64 9, uint8..64
+ * and int8..64 2/3/5/9, fixext 1..16 two bytes of header more. */
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+#define FIXSTR(b) b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+const uint8_t gl_mpk_size1[256] = {
+    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1),       /* 0x00-0x7f */
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                       /* 0x80-0x8f */
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                       /* 0x90-0x9f */
+    FIXSTR(0), FIXSTR(8), FIXSTR(16), FIXSTR(24),                         /* 0xa0-0xbf */
+    1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 5, 9, 2, 3, 5, 9,                       /* 0xc0-0xcf */
+    2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0,                     /* 0xd0-0xdf */
+    R16(1), R16(1),                                                       /* 0xe0-0xff */
+};
+#undef R16
+#undef FIXSTR
+
+/* Returns p past the value if gl_mpk_size1 sizes it and it fits before
+ * end, else NULL (gl_mpk_head_read then reads it, or finds it malformed).
+ * p < end. */
 static inline const uint8_t *skip_small(const uint8_t *p, const uint8_t *end)
 {
-    uint8_t c = *p;
-    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-        return p + 1;
-    if ((c & 0xe0) == 0xa0 && (size_t)(end - p) > (size_t)(c & 0x1f))
-        return p + 1 + (c & 0x1f);
-    return NULL;
+    size_t n = gl_mpk_size1[*p];
+    return n && (size_t)(end - p) >= n ? p + n : NULL;
 }
 
 const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end)
@@ -207,51 +219,57 @@ int gl_mpk_put_bool(gl_buf *b, bool v)
     return 0;
 }
 
-int gl_mpk_put_uint(gl_buf *b, uint64_t v)
+uint8_t *gl_mpk_w_uint(uint8_t *p, uint64_t v)
 {
-    PUT(b, 9);
-    uint8_t *p = b->data + b->len;
     if (v < 0x80) {
         p[0] = (uint8_t)v;
-        b->len += 1;
+        return p + 1;
     } else if (v <= 0xff) {
         p[0] = 0xcc; p[1] = (uint8_t)v;
-        b->len += 2;
+        return p + 2;
     } else if (v <= 0xffff) {
         p[0] = 0xcd; w16(p + 1, (uint16_t)v);
-        b->len += 3;
+        return p + 3;
     } else if (v <= 0xffffffffu) {
         p[0] = 0xce; w32(p + 1, (uint32_t)v);
-        b->len += 5;
-    } else {
-        p[0] = 0xcf; w64(p + 1, v);
-        b->len += 9;
+        return p + 5;
     }
+    p[0] = 0xcf; w64(p + 1, v);
+    return p + 9;
+}
+
+uint8_t *gl_mpk_w_int_slow(uint8_t *p, int64_t v)
+{
+    if (v >= 0)
+        return gl_mpk_w_uint(p, (uint64_t)v);
+    if (v >= -32) {
+        p[0] = (uint8_t)(int8_t)v;
+        return p + 1;
+    } else if (v >= INT8_MIN) {
+        p[0] = 0xd0; p[1] = (uint8_t)(int8_t)v;
+        return p + 2;
+    } else if (v >= INT16_MIN) {
+        p[0] = 0xd1; w16(p + 1, (uint16_t)(int16_t)v);
+        return p + 3;
+    } else if (v >= INT32_MIN) {
+        p[0] = 0xd2; w32(p + 1, (uint32_t)(int32_t)v);
+        return p + 5;
+    }
+    p[0] = 0xd3; w64(p + 1, (uint64_t)v);
+    return p + 9;
+}
+
+int gl_mpk_put_uint(gl_buf *b, uint64_t v)
+{
+    PUT(b, GL_MPK_NUM_MAX);
+    b->len = (size_t)(gl_mpk_w_uint(b->data + b->len, v) - b->data);
     return 0;
 }
 
 int gl_mpk_put_int(gl_buf *b, int64_t v)
 {
-    if (v >= 0)
-        return gl_mpk_put_uint(b, (uint64_t)v);
-    PUT(b, 9);
-    uint8_t *p = b->data + b->len;
-    if (v >= -32) {
-        p[0] = (uint8_t)(int8_t)v;
-        b->len += 1;
-    } else if (v >= INT8_MIN) {
-        p[0] = 0xd0; p[1] = (uint8_t)(int8_t)v;
-        b->len += 2;
-    } else if (v >= INT16_MIN) {
-        p[0] = 0xd1; w16(p + 1, (uint16_t)(int16_t)v);
-        b->len += 3;
-    } else if (v >= INT32_MIN) {
-        p[0] = 0xd2; w32(p + 1, (uint32_t)(int32_t)v);
-        b->len += 5;
-    } else {
-        p[0] = 0xd3; w64(p + 1, (uint64_t)v);
-        b->len += 9;
-    }
+    PUT(b, GL_MPK_NUM_MAX);
+    b->len = (size_t)(gl_mpk_w_int(b->data + b->len, v) - b->data);
     return 0;
 }
 
@@ -279,19 +297,7 @@ int gl_mpk_put_str(gl_buf *b, const void *s, size_t n)
     if (n > UINT32_MAX)
         return -1;
     PUT(b, 5 + n);
-    uint8_t *p = b->data + b->len;
-    if (n < 32) {
-        *p++ = 0xa0 | (uint8_t)n;
-    } else if (n <= 0xff) {
-        *p++ = 0xd9; *p++ = (uint8_t)n;
-    } else if (n <= 0xffff) {
-        *p++ = 0xda; w16(p, (uint16_t)n); p += 2;
-    } else {
-        *p++ = 0xdb; w32(p, (uint32_t)n); p += 4;
-    }
-    if (n)
-        memcpy(p, s, n);
-    b->len = (size_t)(p - b->data) + n;
+    b->len = (size_t)(gl_mpk_w_str(b->data + b->len, s, n) - b->data);
     return 0;
 }
 

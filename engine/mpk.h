@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Classes in the order keys sort (DESIGN.md, data model). */
 enum gl_mpk_class {
@@ -54,6 +55,59 @@ const uint8_t *gl_mpk_head_read(const uint8_t *p, const uint8_t *end, gl_mpk_hea
  * Nesting deeper than GL_MPK_MAX_DEPTH is treated as malformed. */
 #define GL_MPK_MAX_DEPTH 256
 const uint8_t *gl_mpk_skip(const uint8_t *p, const uint8_t *end);
+
+/* The whole size in bytes of a value that its first byte alone sizes
+ * (nil, booleans, every number, fixstr, fixext, empty containers), by that
+ * byte; 0 for the others (containers, str/bin/ext with a length field,
+ * the unused 0xc1). Rows are mostly such values: walking a row is then a
+ * load and an add per field. */
+extern const uint8_t gl_mpk_size1[256];
+
+/* gl_mpk_skip, with the values gl_mpk_size1 sizes done inline. */
+static inline const uint8_t *gl_mpk_next(const uint8_t *p, const uint8_t *end)
+{
+    if (p < end) {
+        size_t n = gl_mpk_size1[*p];
+        if (n && (size_t)(end - p) >= n)
+            return p + n;
+    }
+    return gl_mpk_skip(p, end);
+}
+
+/* Unchecked writers for loops that reserved room first: each writes at w
+ * and returns w past the value. A number takes at most GL_MPK_NUM_MAX
+ * bytes; a string of n bytes at most n + 5 (n < 2^32). */
+#define GL_MPK_NUM_MAX 9
+uint8_t *gl_mpk_w_uint(uint8_t *w, uint64_t v);
+uint8_t *gl_mpk_w_int_slow(uint8_t *w, int64_t v);
+static inline uint8_t *gl_mpk_w_int(uint8_t *w, int64_t v)
+{
+    if (v >= -32 && v < 128) { /* fixint */
+        *w = (uint8_t)v;
+        return w + 1;
+    }
+    return gl_mpk_w_int_slow(w, v);
+}
+static inline uint8_t *gl_mpk_w_str(uint8_t *w, const void *s, size_t n)
+{
+    if (n < 32) {
+        *w++ = (uint8_t)(0xa0 | n);
+    } else if (n <= 0xff) {
+        *w++ = 0xd9;
+        *w++ = (uint8_t)n;
+    } else if (n <= 0xffff) {
+        *w++ = 0xda;
+        *w++ = (uint8_t)(n >> 8);
+        *w++ = (uint8_t)n;
+    } else {
+        *w++ = 0xdb;
+        for (int i = 3; i >= 0; i--)
+            *w++ = (uint8_t)(n >> (8 * i));
+    }
+    if (n)
+        memcpy(w, s, n);
+    return w + n;
+}
 
 /* Writers: 0 ok, -1 out of memory. */
 int gl_mpk_put_nil(gl_buf *b);

@@ -98,7 +98,7 @@ static int agg_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
         int32_t j = 0;
         for (uint32_t i = 1; i <= nf; i++) {
             if (is_key_field(k, i)) {
-                f = gl_row_end(f, end);
+                f = gl_field_end(f, end);
                 continue;
             }
             gl_mpk_head h;

@@ -219,17 +219,41 @@ static int hot_pass(gl_opr *op, hot *h)
     return rc;
 }
 
+/* Left rows are looked up in a pipeline over a window of the batch, so
+ * the cache misses of a right side bigger than the cache overlap instead
+ * of coming one after another: a row's key is hashed and its bucket
+ * prefetched PROBE_AHEAD rows before it is looked up, and half way there
+ * the slot its bucket names (if any) and that slot's row list are
+ * prefetched. */
+#define PROBE_AHEAD 8
+#define PROBE_RING 16 /* a power of two above PROBE_AHEAD */
+
 static int stream_push_left(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
     joinst *j = op->st;
     enum gl_join_how how = op->d->how;
-    const uint8_t *p = rows, *end = rows + len;
+    gl_agg *table = gl_groups_table(j->g);
+    const uint8_t *q = rows, *end = rows + len;
+    const uint8_t *start[PROBE_RING], *stop[PROBE_RING];
+    uint64_t hash[PROBE_RING], hashed = 0;
     int rc = 0;
     for (uint64_t r = 0; r < nrows && !rc; r++) {
-        const uint8_t *row = p;
-        p = gl_row_end(p, end);
-        size_t rl = (size_t)(p - row);
-        int64_t f = gl_agg_find(gl_groups_table(j->g), row, rl);
+        for (; hashed < nrows && hashed <= r + PROBE_AHEAD; hashed++) {
+            uint32_t i = hashed % PROBE_RING;
+            start[i] = q;
+            stop[i] = q = gl_row_end(q, end);
+            hash[i] = gl_agg_hash(table, start[i], (size_t)(stop[i] - start[i]));
+            gl_agg_prefetch(table, hash[i]);
+        }
+        if (r + PROBE_AHEAD / 2 < hashed) {
+            int64_t s = gl_agg_prefetch_slot(table, hash[(r + PROBE_AHEAD / 2) % PROBE_RING]);
+            if (s >= 0)
+                gl_groups_prefetch(j->g, (uint32_t)s, 1);
+        }
+        uint32_t i = r % PROBE_RING;
+        const uint8_t *row = start[i];
+        size_t rl = (size_t)(stop[i] - row);
+        int64_t f = gl_agg_find_hashed(table, row, rl, hash[i]);
         hot *h = f >= 0 && (uint32_t)f < j->cap ? j->hot[f] : NULL;
         if (h) {
             j->matched[f] = true;
@@ -376,6 +400,13 @@ int gl_op_join_init(gl_opr *op)
         }
         if (t->run->store)
             j->share = gl_store_op_share(t->run->store);
+        /* The right side's size is known: room for it up front saves the
+         * table its rehashes, unless it is too big to hold (buckets). */
+        const gl_output *right = t->run->outs[t->st->src_stages[1]];
+        uint64_t rbytes = right ? gl_output_part_bytes(right, t->index) : 0;
+        if (rbytes && (!j->share || rbytes * 2 <= j->share) &&
+            gl_groups_reserve(j->g, gl_output_part_rows(right, t->index), rbytes))
+            return gl_err_set(&t->err, GL_ENOMEM, "join: out of memory");
         op->push = stream_push_left;
         op->push2 = stream_push_right;
         op->finish = stream_finish;

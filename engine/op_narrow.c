@@ -1,5 +1,6 @@
 /* op_narrow.c: narrow ops that run in C with no Lua call: the words
- * tokenizer (gleam.fn.words) and select. */
+ * tokenizer (gleam.fn.words), select and the maps gleam.project
+ * recognised (projections), and limit. */
 #include "mpk.h"
 #include "source.h"
 #include "task.h"
@@ -75,15 +76,57 @@ static int words_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrow
     return gl_op_flush(op, 0);
 }
 
-static int select_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
+/* A projection: each output field is a field of the input row or a
+ * constant. select has only fields; a Lua map that gleam.project
+ * recognised (lua_op.c hands it here) may have constants too. */
+typedef struct proj {
+    gl_keyspec out;                 /* input field positions; 0: the next constant */
+    uint32_t upto;                  /* the highest of them */
+    gl_buf consts;                  /* the constants' encodings, back to back */
+    uint32_t coff[GL_KEY_MAX + 1];  /* constant i is consts[coff[i], coff[i + 1]) */
+} proj;
+
+/* One walk over each row finds the fields it takes (when they are among
+ * the first GL_SPLIT_MAX) and the row's end; the new row is written in one
+ * reserve. */
+static int proj_push(gl_opr *op, const uint8_t *rows, size_t len, uint64_t nrows)
 {
-    const gl_keyspec *k = &op->d->key;
+    const proj *pj = op->st;
+    const gl_keyspec *k = &pj->out;
+    bool split = pj->upto <= GL_SPLIT_MAX;
     const uint8_t *p = rows, *end = rows + len;
     for (uint64_t r = 0; r < nrows; r++) {
-        const uint8_t *row = p;
-        p = gl_row_end(p, end);
-        if (gl_mpk_put_array(&op->out, k->n) || gl_row_key_put(&op->out, row, p, k))
+        const uint8_t *row = p, *fs[GL_SPLIT_MAX + 1], *s[GL_KEY_MAX], *e[GL_KEY_MAX];
+        uint32_t n = 0;
+        if (split)
+            n = gl_row_split(row, end, pj->upto, fs, &p);
+        else
+            p = gl_row_end(row, end);
+        size_t need = 5;
+        for (uint32_t i = 0, c = 0; i < k->n; i++) {
+            uint32_t f = k->f[i];
+            if (!f) {
+                s[i] = pj->consts.data + pj->coff[c];
+                e[i] = pj->consts.data + pj->coff[++c];
+            } else if (!split) {
+                gl_row_field(row, p, f, &s[i], &e[i]);
+            } else if (f <= n) {
+                s[i] = fs[f - 1];
+                e[i] = fs[f];
+            } else {
+                s[i] = (const uint8_t *)"\xc0"; /* a field past the row's end is nil */
+                e[i] = s[i] + 1;
+            }
+            need += (size_t)(e[i] - s[i]);
+        }
+        if (gl_buf_reserve(&op->out, need) || gl_mpk_put_array(&op->out, k->n))
             return gl_err_set(&op->t->err, GL_ENOMEM, "select: out of memory");
+        uint8_t *w = op->out.data + op->out.len;
+        for (uint32_t i = 0; i < k->n; i++) {
+            memcpy(w, s[i], (size_t)(e[i] - s[i]));
+            w += e[i] - s[i];
+        }
+        op->out.len = (size_t)(w - op->out.data);
         op->out_rows++;
     }
     return gl_op_flush(op, 0);
@@ -140,9 +183,65 @@ int gl_op_words_init(gl_opr *op)
     return 0;
 }
 
+static void proj_destroy(gl_opr *op)
+{
+    proj *pj = op->st;
+    if (pj)
+        gl_buf_free(&pj->consts);
+    free(pj);
+}
+
+static int proj_init(gl_opr *op, proj *pj)
+{
+    pj->upto = gl_key_max_field(&pj->out);
+    op->st = pj;
+    op->push = proj_push;
+    op->finish = pass_finish;
+    op->destroy = proj_destroy;
+    return 0;
+}
+
 int gl_op_select_init(gl_opr *op)
 {
-    op->push = select_push;
-    op->finish = pass_finish;
-    return 0;
+    proj *pj = calloc(1, sizeof *pj);
+    if (!pj)
+        return gl_err_set(&op->t->err, GL_ENOMEM, "select: out of memory");
+    pj->out = op->d->key;
+    return proj_init(op, pj);
+}
+
+int gl_op_project_init(gl_opr *op, const uint8_t *spec, size_t len)
+{
+    const uint8_t *p = spec, *end = spec + len;
+    gl_mpk_head h;
+    proj *pj = calloc(1, sizeof *pj);
+    if (!pj)
+        return gl_err_set(&op->t->err, GL_ENOMEM, "map: out of memory");
+    int rc = 0;
+    if (!(p = gl_mpk_head_read(p, end, &h)) || h.cls != GL_MPK_ARRAY || h.n > GL_KEY_MAX)
+        rc = GL_EINVAL;
+    pj->out.n = rc ? 0 : h.n;
+    for (uint32_t i = 0, c = 0; i < pj->out.n && !rc; i++) {
+        if (!(p = gl_mpk_head_read(p, end, &h))) {
+            rc = GL_EINVAL;
+        } else if (h.cls == GL_MPK_NUM && h.num.kind == GL_NUM_INT && h.num.v.i >= 1 && h.num.v.i <= UINT32_MAX) {
+            pj->out.f[i] = (uint32_t)h.num.v.i;
+        } else if (h.cls == GL_MPK_ARRAY && h.n == 1) { /* [constant] */
+            const uint8_t *v = p;
+            if (!(p = gl_mpk_skip(v, end)))
+                rc = GL_EINVAL;
+            else if (gl_buf_append(&pj->consts, v, (size_t)(p - v)))
+                rc = GL_ENOMEM;
+            pj->out.f[i] = 0;
+            pj->coff[++c] = (uint32_t)pj->consts.len;
+        } else {
+            rc = GL_EINVAL;
+        }
+    }
+    if (!rc && p == end)
+        return proj_init(op, pj);
+    gl_buf_free(&pj->consts);
+    free(pj);
+    return rc == GL_ENOMEM ? gl_err_set(&op->t->err, GL_ENOMEM, "map: out of memory")
+                           : gl_err_set(&op->t->err, GL_EINVAL, "map: a malformed projection");
 }

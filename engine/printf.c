@@ -66,7 +66,7 @@ static bool render(const char *fmt, const uint8_t *row, const uint8_t *end, char
         } else {
             return false;
         }
-        f = gl_row_end(f, end);
+        f = gl_field_end(f, end);
     }
     *n = w;
     return true;

@@ -30,13 +30,13 @@ bool gl_rows_valid(const uint8_t *p, size_t len, uint64_t nrows)
     return p == end;
 }
 
-const uint8_t *gl_row_end(const uint8_t *p, const uint8_t *end)
+const uint8_t *gl_row_end_slow(const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *r = gl_mpk_skip(p, end);
     return r ? r : end;
 }
 
-const uint8_t *gl_row_fields(const uint8_t *row, const uint8_t *end, uint32_t *nfields)
+const uint8_t *gl_row_fields_slow(const uint8_t *row, const uint8_t *end, uint32_t *nfields)
 {
     gl_mpk_head h;
     const uint8_t *p = gl_mpk_head_read(row, end, &h);
@@ -48,30 +48,69 @@ const uint8_t *gl_row_fields(const uint8_t *row, const uint8_t *end, uint32_t *n
     return p;
 }
 
-void gl_row_field(const uint8_t *row, const uint8_t *end, uint32_t k,
-                  const uint8_t **fs, const uint8_t **fe)
+/* The highest field of the key, if the key is several fields all within
+ * GL_SPLIT_MAX; else 0 (locate each field on its own). */
+static uint32_t split_upto(const gl_keyspec *k)
 {
-    uint32_t n;
-    const uint8_t *p = gl_row_fields(row, end, &n);
-    if (k < 1 || k > n) {
-        *fs = nil_byte;
-        *fe = nil_byte + 1;
-        return;
+    if (k->n < 2 || k->n == GL_KEY_ROW)
+        return 0;
+    uint32_t m = gl_key_max_field(k);
+    return m <= GL_SPLIT_MAX ? m : 0;
+}
+
+uint32_t gl_key_max_field(const gl_keyspec *k)
+{
+    uint32_t m = 0;
+    for (uint32_t i = 0; k->n != GL_KEY_ROW && i < k->n; i++)
+        m = k->f[i] > m ? k->f[i] : m;
+    return m;
+}
+
+uint32_t gl_row_split(const uint8_t *row, const uint8_t *end, uint32_t upto, const uint8_t **fs,
+                      const uint8_t **rowend)
+{
+    uint32_t nf;
+    const uint8_t *p = gl_row_fields(row, end, &nf);
+    uint32_t n = nf < upto ? nf : upto;
+    for (uint32_t i = 0; i < n; i++) {
+        fs[i] = p;
+        p = gl_field_end(p, end);
     }
-    for (uint32_t i = 1; i < k; i++)
-        p = gl_row_end(p, end);
-    *fs = p;
-    *fe = gl_row_end(p, end);
+    fs[n] = p;
+    if (rowend) {
+        for (uint32_t i = n; i < nf; i++)
+            p = gl_field_end(p, end);
+        *rowend = p;
+    }
+    return n;
+}
+
+/* Field f (1-based) of a split row, or the nil of a missing field. */
+static inline void split_field(const uint8_t **fs, uint32_t n, uint32_t f, const uint8_t **s, const uint8_t **e)
+{
+    if (f >= 1 && f <= n) {
+        *s = fs[f - 1];
+        *e = fs[f];
+    } else {
+        *s = nil_byte;
+        *e = nil_byte + 1;
+    }
 }
 
 int gl_row_key_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const gl_keyspec *k)
 {
     if (k->n == GL_KEY_ROW)
         return gl_buf_append(out, row, (size_t)(gl_row_end(row, end) - row));
+    uint32_t upto = split_upto(k);
+    const uint8_t *fs[GL_SPLIT_MAX + 1];
+    uint32_t n = upto ? gl_row_split(row, end, upto, fs, NULL) : 0;
     for (uint32_t i = 0; i < k->n; i++) {
-        const uint8_t *fs, *fe;
-        gl_row_field(row, end, k->f[i], &fs, &fe);
-        if (gl_buf_append(out, fs, (size_t)(fe - fs)))
+        const uint8_t *s, *e;
+        if (upto)
+            split_field(fs, n, k->f[i], &s, &e);
+        else
+            gl_row_field(row, end, k->f[i], &s, &e);
+        if (gl_buf_append(out, s, (size_t)(e - s)))
             return -1;
     }
     return 0;
@@ -91,6 +130,8 @@ uint32_t gl_row_rest_count(const uint8_t *row, const uint8_t *end, const gl_keys
 {
     uint32_t nf, n = 0;
     gl_row_fields(row, end, &nf);
+    if (k->n == 1)
+        return nf - (k->f[0] <= nf);
     for (uint32_t i = 1; i <= nf; i++)
         n += !in_key(k, i);
     return n;
@@ -100,8 +141,15 @@ int gl_row_rest_put(gl_buf *out, const uint8_t *row, const uint8_t *end, const g
 {
     uint32_t nf;
     const uint8_t *p = gl_row_fields(row, end, &nf);
+    if (k->n == 1 && k->f[0] == 1 && nf) {
+        /* The rest is the fields after the first, back to back. */
+        const uint8_t *q = p = gl_field_end(p, end);
+        for (uint32_t i = 1; i < nf; i++)
+            q = gl_field_end(q, end);
+        return gl_buf_append(out, p, (size_t)(q - p));
+    }
     for (uint32_t i = 1; i <= nf; i++) {
-        const uint8_t *fe = gl_row_end(p, end);
+        const uint8_t *fe = gl_field_end(p, end);
         if (!in_key(k, i) && gl_buf_append(out, p, (size_t)(fe - p)))
             return -1;
         p = fe;
@@ -113,11 +161,22 @@ uint64_t gl_row_key_hash(const uint8_t *row, const uint8_t *end, const gl_keyspe
 {
     if (k->n == GL_KEY_ROW)
         return gl_hash_next(&row, end, seed);
+    if (k->n == 1) {
+        const uint8_t *s, *e;
+        gl_row_field(row, end, k->f[0], &s, &e);
+        return gl_hash_next(&s, e, seed);
+    }
+    uint32_t upto = split_upto(k);
+    const uint8_t *fs[GL_SPLIT_MAX + 1];
+    uint32_t n = upto ? gl_row_split(row, end, upto, fs, NULL) : 0;
     uint64_t h = seed;
     for (uint32_t i = 0; i < k->n; i++) {
-        const uint8_t *fs, *fe;
-        gl_row_field(row, end, k->f[i], &fs, &fe);
-        h = gl_hash_next(&fs, fe, h);
+        const uint8_t *s, *e;
+        if (upto)
+            split_field(fs, n, k->f[i], &s, &e);
+        else
+            gl_row_field(row, end, k->f[i], &s, &e);
+        h = gl_hash_next(&s, e, h);
     }
     return h;
 }

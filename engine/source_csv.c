@@ -29,7 +29,12 @@
  *
  * Invariants: the parser is a state machine fed one chunk at a time, so a
  * record may span chunks and memory is one chunk plus the current record
- * (field bytes unescaped into one buffer, reused) plus one batch. Line
+ * (field bytes unescaped into one buffer, reused) plus one batch. A record
+ * that starts a line and ends on it within the chunk, with no quote and
+ * no CR but one before the LF (most records of most files), is read in
+ * place instead, straight from the chunk into the batch; it gives the row
+ * the state machine would. Each field is typed and encoded in one go; a
+ * record that turns out malformed is taken back out of the batch. Line
  * numbers are physical lines, 1-based; a record is reported at the line it
  * starts on. A skipped record resumes parsing at the end of the line the
  * record starts on: by streaming on when the error is on that line, by
@@ -99,6 +104,8 @@ typedef struct csv {
     uint64_t *skipped;
     gl_buf batch;
     uint64_t nrows;
+    gl_buf num;          /* a long number's bytes for strtod */
+    uint8_t cls[256];    /* fast_line: 1 the separator, 2 a quote or CR */
     gl_emit_fn emit;
     void *ctx;
     gl_err *err;
@@ -158,8 +165,10 @@ static int end_field(csv *c)
     return 0;
 }
 
-/* An integer: optional sign, digits without a leading zero, in int64. */
-static bool as_int(const uint8_t *p, size_t n, int64_t *out)
+/* An integer: optional sign, then digits, in int64. A leading zero
+ * before another digit makes it not one ("007" stays a string), unless
+ * zeros are allowed (a declared integer column). */
+static inline bool parse_int(const uint8_t *p, size_t n, bool zeros, int64_t *out)
 {
     size_t i = 0;
     bool neg = false;
@@ -167,13 +176,22 @@ static bool as_int(const uint8_t *p, size_t n, int64_t *out)
         neg = p[0] == '-';
         i = 1;
     }
-    if (i == n || n - i > 19 || (p[i] == '0' && n - i > 1))
+    if (i == n)
+        return false;
+    if (p[i] == '0' && n - i > 1) {
+        if (!zeros)
+            return false;
+        while (i + 1 < n && p[i] == '0')
+            i++;
+    }
+    if (n - i > 19)
         return false;
     uint64_t v = 0;
     for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
+        unsigned d = (unsigned)p[i] - '0';
+        if (d > 9)
             return false;
-        v = v * 10 + (uint64_t)(p[i] - '0'); /* 19 digits cannot wrap */
+        v = v * 10 + d; /* 19 digits cannot wrap */
     }
     if (v > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
         return false;
@@ -210,101 +228,93 @@ static bool decimal_form(const uint8_t *p, size_t n)
     return i == n;
 }
 
-static int put_auto(csv *c, const field *fd, bool detect);
-
 static locale_t c_locale;
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 static void make_c_locale(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
 
-/* strtod in the C locale over exactly n bytes (p[n] must be writable: the
- * byte after a field always is, room for it was reserved when the record
- * ended). Returns false unless all n bytes are a finite number. */
-static bool as_double(uint8_t *p, size_t n, double *out)
+/* strtod in the C locale over exactly the n bytes at p, copied to end in
+ * a NUL (on the stack, or in c->num when long). Returns false unless all
+ * n bytes are a finite number. */
+static bool as_double(csv *c, const uint8_t *p, size_t n, double *out)
 {
     pthread_once(&c_locale_once, make_c_locale);
-    uint8_t saved = p[n];
-    p[n] = 0;
+    char small[64], *s = small;
+    if (n >= sizeof small) {
+        c->num.len = 0;
+        if (gl_buf_reserve(&c->num, n + 1))
+            return false;
+        s = (char *)c->num.data;
+    }
+    memcpy(s, p, n);
+    s[n] = 0;
     char *end;
-    double d = c_locale ? strtod_l((const char *)p, &end, c_locale) : strtod((const char *)p, &end);
-    p[n] = saved;
+    double d = c_locale ? strtod_l(s, &end, c_locale) : strtod(s, &end);
     *out = d;
-    return n && end == (char *)p + n && isfinite(d);
+    return n && end == s + n && isfinite(d);
 }
 
-/* An integer with any number of leading zeros (a declared integer column). */
-static bool as_int_lenient(const uint8_t *p, size_t n, int64_t *out)
+/* Appends field i of a record, the n bytes at p, to the batch as its
+ * column's type says; each field is read once. Returns 0, -1 out of
+ * memory, or 1 when it is not what its column declares (type_error says
+ * why). */
+static inline int put_field(csv *c, uint32_t i, const uint8_t *p, size_t n, bool quoted)
 {
-    size_t i = 0;
-    if (n && (p[0] == '-' || p[0] == '+'))
-        i = 1;
-    size_t z = i;
-    while (z + 1 < n && p[z] == '0')
-        z++;
-    if (z == i)
-        return as_int(p, n, out);
-    uint8_t tmp[24];
-    if (n - z > 19)
-        return false;
-    size_t m = 0;
-    if (i)
-        tmp[m++] = p[0];
-    memcpy(tmp + m, p + z, n - z);
-    return as_int(tmp, m + n - z, out);
-}
-
-/* Checks field i of the record against its declared type: 0 ok, or a
- * message naming what is wrong in what (size 96). */
-static int check_type(csv *c, uint32_t i, const field *fd, char *what)
-{
-    char t = i < c->ncoltypes ? c->coltypes[i] : 's';
-    if (t != 'i' && t != 'n')
-        return 0;
-    if (!fd->len && !fd->quoted)
-        return 0; /* nil */
-    uint8_t *p = c->fbuf.data + fd->off;
+    /* Room for the field as a string (n + 5) or a number. */
+    if (gl_buf_reserve(&c->batch, n + GL_MPK_NUM_MAX))
+        return -1;
+    uint8_t *w = c->batch.data + c->batch.len;
+    char t = c->coltypes ? (i < c->ncoltypes ? c->coltypes[i] : 's') : 0;
+    bool detect = (t == 'a' || (!t && c->types)) && !quoted;
     int64_t iv;
     double d;
-    if (t == 'i' ? as_int_lenient(p, fd->len, &iv) : (as_int_lenient(p, fd->len, &iv) || as_double(p, fd->len, &d)))
-        return 0;
-    snprintf(what, 96, "field %u is not %s: '%.*s'", i + 1, t == 'i' ? "an integer" : "a number",
-             fd->len > 40 ? 40 : (int)fd->len, (const char *)p);
-    return -1;
-}
-
-static int put_field(csv *c, uint32_t i, const field *fd)
-{
-    char t = c->coltypes ? (i < c->ncoltypes ? c->coltypes[i] : 's') : 0;
     if (t == 'i' || t == 'n') {
-        uint8_t *p = c->fbuf.data + fd->off;
-        int64_t iv;
-        double d;
-        if (!fd->len && !fd->quoted)
-            return gl_mpk_put_nil(&c->batch);
-        if (as_int_lenient(p, fd->len, &iv))
-            return gl_mpk_put_int(&c->batch, iv);
-        if (as_double(p, fd->len, &d))
+        if (!n && !quoted) {
+            *w++ = 0xc0;
+        } else if (parse_int(p, n, true, &iv)) {
+            w = gl_mpk_w_int(w, iv);
+        } else if (t == 'n' && as_double(c, p, n, &d)) {
             return gl_mpk_put_number(&c->batch, d);
-        return gl_mpk_put_str(&c->batch, p, fd->len); /* check_type ruled this out */
+        } else {
+            return 1;
+        }
+    } else if (detect && !n) {
+        *w++ = 0xc0;
+    } else if (detect && parse_int(p, n, false, &iv)) {
+        w = gl_mpk_w_int(w, iv);
+    } else if (detect && decimal_form(p, n) && as_double(c, p, n, &d)) {
+        return gl_mpk_put_number(&c->batch, d);
+    } else {
+        w = gl_mpk_w_str(w, p, n);
     }
-    if (t == 's')
-        return gl_mpk_put_str(&c->batch, c->fbuf.data + fd->off, fd->len);
-    return put_auto(c, fd, t == 'a' || (!t && c->types));
+    c->batch.len = (size_t)(w - c->batch.data);
+    return 0;
 }
 
-static int put_auto(csv *c, const field *fd, bool detect)
+/* A record whose field i (the n bytes at p) is not of its declared type,
+ * found after the record ended: fails the run, or is skipped and counted.
+ * Nothing of it was kept, and skipping it drops nothing after it. */
+static int bad_type(csv *c, uint32_t i, const uint8_t *p, size_t n)
 {
-    uint8_t *p = c->fbuf.data + fd->off;
-    if (detect && !fd->quoted) {
-        int64_t iv;
-        if (!fd->len)
-            return gl_mpk_put_nil(&c->batch);
-        if (as_int(p, fd->len, &iv))
-            return gl_mpk_put_int(&c->batch, iv);
-        double d;
-        if (decimal_form(p, fd->len) && as_double(p, fd->len, &d))
-            return gl_mpk_put_number(&c->batch, d);
+    if (c->skip_bad) {
+        (*c->skipped)++;
+        return 0;
     }
-    return gl_mpk_put_str(&c->batch, p, fd->len);
+    char t = i < c->ncoltypes ? c->coltypes[i] : 's';
+    return gl_err_set(c->err, GL_EINVAL, "%s: %s:%" PRIu64 ": field %u is not %s: '%.*s'", c->who, c->path,
+                      c->rec_line, i + 1, t == 'i' ? "an integer" : "a number", n > 40 ? 40 : (int)n,
+                      (const char *)p);
+}
+
+/* Emits the batch once it is big enough. */
+static int record_done(csv *c)
+{
+    c->nrows++;
+    if (c->batch.len < GL_BATCH_BYTES)
+        return 0;
+    int rc = c->emit(c->ctx, c->batch.data, c->batch.len, c->nrows);
+    c->batch.len = 0;
+    c->nrows = 0;
+    return rc;
 }
 
 static int end_record(csv *c)
@@ -321,35 +331,105 @@ static int end_record(csv *c)
     if (!empty && c->header) {
         c->header = false;
     } else if (!empty) {
-        if (gl_buf_reserve(&c->fbuf, 1))
-            return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
-        char what[96];
-        for (uint32_t i = 0; c->coltypes && i < c->nf; i++) {
-            if (!check_type(c, i, &c->f[i], what))
-                continue;
-            /* The record has ended: skipping it drops nothing after it. */
-            if (!c->skip_bad)
-                return gl_err_set(c->err, GL_EINVAL, "%s: %s:%" PRIu64 ": %s", c->who, c->path, c->rec_line, what);
-            (*c->skipped)++;
-            rec_reset(c);
-            return 0;
-        }
+        size_t mark = c->batch.len;
+        uint32_t i = 0;
         if (gl_mpk_put_array(&c->batch, c->nf))
             return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
-        for (uint32_t i = 0; i < c->nf; i++)
-            if (put_field(c, i, &c->f[i]))
-                return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
-        c->nrows++;
-        if (c->batch.len >= GL_BATCH_BYTES) {
-            rc = c->emit(c->ctx, c->batch.data, c->batch.len, c->nrows);
-            c->batch.len = 0;
-            c->nrows = 0;
-            if (rc)
-                return rc;
+        for (; i < c->nf && !rc; i++)
+            rc = put_field(c, i, c->fbuf.data + c->f[i].off, c->f[i].len, c->f[i].quoted);
+        if (rc < 0)
+            return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
+        if (rc) {
+            c->batch.len = mark;
+            rc = bad_type(c, i - 1, c->fbuf.data + c->f[i - 1].off, c->f[i - 1].len);
+        } else {
+            rc = record_done(c);
         }
+        if (rc)
+            return rc;
     }
     rec_reset(c);
     return 0;
+}
+
+/* fast_line() result: the line is not one for it. */
+#define NOT_FAST 2
+
+/* A record that is one whole line [p, e) of the chunk (e at its LF), with
+ * no quote and no CR but one before the LF: the common case, read in
+ * place, field by field into the batch, without the state machine or a
+ * copy. The array header is written for fewer than 16 fields and widened
+ * after if there are more. Returns 0 (the line is done and counted),
+ * NOT_FAST (the state machine reads it; nothing was kept), or an error
+ * code. c->cls marks the separator (1) and quote and CR (2). */
+static int fast_line(csv *c, const uint8_t *p, const uint8_t *e)
+{
+    if (e > p && e[-1] == '\r')
+        e--;
+    c->rec_line = c->line;
+    if (p == e) { /* an empty line */
+        c->line++;
+        return 0;
+    }
+    const uint8_t *cls = c->cls;
+    size_t mark = c->batch.len;
+    if (c->header) {
+        while (p < e && cls[*p] != 2)
+            p++;
+        if (p < e)
+            return NOT_FAST;
+        c->header = false;
+        c->line++;
+        return 0;
+    }
+    if (gl_buf_reserve(&c->batch, 1))
+        return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
+    c->batch.len++;
+    uint32_t nf = 0;
+    for (const uint8_t *s = p;; s++) {
+        const uint8_t *q = s;
+        while (q < e && !cls[*q])
+            q++;
+        int rc = q < e && cls[*q] == 2 ? NOT_FAST : put_field(c, nf++, s, (size_t)(q - s), false);
+        if (rc == 1) {
+            /* Not of its type; but a quote further on may open a field that
+             * runs past this line: the record's end is the state machine's
+             * to find then. */
+            const uint8_t *bad = s, *bad_end = q;
+            while (q < e && cls[*q] != 2)
+                q++;
+            rc = q < e ? NOT_FAST : bad_type(c, nf - 1, bad, (size_t)(bad_end - bad));
+            c->batch.len = mark;
+            if (rc == NOT_FAST)
+                return rc;
+            c->line++;
+            return rc;
+        }
+        if (rc) {
+            c->batch.len = mark;
+            return rc == NOT_FAST ? rc : gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
+        }
+        if (q == e)
+            break;
+        s = q;
+    }
+    if (nf < 16) {
+        c->batch.data[mark] = (uint8_t)(0x90 | nf);
+    } else {
+        /* Rewrite the header at its full width and move the fields up. */
+        gl_buf h = {0};
+        size_t body = c->batch.len - mark - 1;
+        if (gl_mpk_put_array(&h, nf) || gl_buf_reserve(&c->batch, h.len)) {
+            gl_buf_free(&h);
+            return gl_err_set(c->err, GL_ENOMEM, "%s: out of memory", c->who);
+        }
+        memmove(c->batch.data + mark + h.len, c->batch.data + mark + 1, body);
+        memcpy(c->batch.data + mark, h.data, h.len);
+        c->batch.len = mark + h.len + body;
+        gl_buf_free(&h);
+    }
+    c->line++;
+    return record_done(c);
 }
 
 /* Feeds bytes [buf, buf+n), at stream offset base, to the state machine.
@@ -363,6 +443,17 @@ static int parse(csv *c, const uint8_t *buf, size_t n, uint64_t base)
         uint8_t ch = buf[i];
         switch (c->state) {
         case S_START:
+            if (!c->nf && ch != '"') {
+                /* A record starts here: a whole line without quotes is
+                 * read in place. */
+                const uint8_t *nl = memchr(buf + i, '\n', n - i);
+                if (nl && (rc = fast_line(c, buf + i, nl)) != NOT_FAST) {
+                    i = (size_t)(nl - buf) + 1;
+                    c->rec_line = c->line;
+                    break;
+                }
+                rc = 0;
+            }
             if (ch == '"') {
                 c->cur_quoted = true;
                 c->state = S_Q;
@@ -561,6 +652,8 @@ int gl_csv_read(const gl_stage *st, const gl_step *s, uint32_t task, gl_emit_fn 
         .ctx = ctx,
         .err = err,
     };
+    c.cls[c.sep] = 1;
+    c.cls['"'] = c.cls['\r'] = 2;
     uint8_t *chunk = malloc(CHUNK_BYTES);
     if (!chunk)
         return gl_err_set(err, GL_ENOMEM, "%s: out of memory", c.who);
@@ -578,5 +671,6 @@ int gl_csv_read(const gl_stage *st, const gl_step *s, uint32_t task, gl_emit_fn 
     free(c.f);
     gl_buf_free(&c.fbuf);
     gl_buf_free(&c.batch);
+    gl_buf_free(&c.num);
     return rc;
 }

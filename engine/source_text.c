@@ -88,10 +88,11 @@ static int add_piece(gl_stage *st, uint32_t *n, uint32_t *cap, gl_piece pc)
 }
 
 /* A CSV file with no quote character in it: every newline ends a record,
- * so it can be cut at lines as text is (one read at planning). */
+ * so it can be cut at lines as text is (one read at planning). A file no
+ * bigger than the smallest split is not worth the read. */
 static bool csv_cuttable(const char *path, uint64_t size)
 {
-    if (size < 2 * MIN_SPLIT || is_gz(path))
+    if (size <= MIN_SPLIT || is_gz(path))
         return false;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

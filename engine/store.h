@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define GL_CHUNK_BYTES (256u * 1024u)
 
@@ -38,8 +39,10 @@ typedef struct gl_chunk {
     uint64_t nrows;
 } gl_chunk;
 
+/* A cache line each: the shards of one partition are side by side, one
+ * per task, and tasks on different threads append to them row by row. */
 typedef struct gl_shard {
-    gl_chunk *chunks; /* in memory, after the ndisk chunks in LMDB */
+    _Alignas(64) gl_chunk *chunks; /* in memory, after the ndisk chunks in LMDB */
     size_t n, cap;
     uint64_t rows, bytes;
     uint32_t ndisk;   /* chunks in LMDB, keys (output id, cell, 0..ndisk-1) */
@@ -98,6 +101,23 @@ static inline gl_shard *gl_output_cell(gl_output *o, uint32_t part, uint32_t tas
  * shard moves to LMDB. 0, or an error code with err set. */
 int gl_output_append(gl_output *o, uint32_t part, uint32_t task, const uint8_t *rows, size_t len,
                      uint64_t nrows, gl_err *err);
+/* gl_output_append of one row, inline when it fits the last chunk of a
+ * shard held in memory (no new memory is charged then). */
+static inline int gl_output_append_row(gl_output *o, uint32_t part, uint32_t task, const uint8_t *row, size_t len,
+                                       gl_err *err)
+{
+    gl_shard *s = gl_output_cell(o, part, task);
+    gl_chunk *c = s->n ? &s->chunks[s->n - 1] : NULL;
+    if (!c || s->disk || c->cap - c->len < len || !len)
+        return gl_output_append(o, part, task, row, len, 1, err);
+    memcpy(c->data + c->len, row, len);
+    c->len += len;
+    c->nrows++;
+    s->rows++;
+    s->bytes += len;
+    return 0;
+}
+
 /* Writes out the tail chunks of task's column: call when the task is done. */
 int gl_output_seal(gl_output *o, uint32_t task, gl_err *err);
 

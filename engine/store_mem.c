@@ -121,7 +121,10 @@ gl_output *gl_output_new(uint32_t nparts, uint32_t ntasks, gl_store *store, bool
     o->nparts = nparts;
     o->ntasks = ntasks;
     size_t cells = (size_t)nparts * ntasks;
-    o->cells = calloc(cells ? cells : 1, sizeof *o->cells);
+    size_t bytes = (cells ? cells : 1) * sizeof *o->cells; /* a multiple of the alignment */
+    o->cells = aligned_alloc(_Alignof(gl_shard), bytes);
+    if (o->cells)
+        memset(o->cells, 0, bytes);
     if (!o->cells) {
         free(o);
         return NULL;

@@ -48,6 +48,11 @@ static int sample_add(gl_task *t, const uint8_t *row, const uint8_t *end)
     return gl_row_key_put(&t->sample, row, end, &t->st->sink_key);
 }
 
+/* A 64-bit hash to [0, n): the top half scaled by n (Lemire's fast
+ * range), not h % n, whose 64-bit division cost a hash sink more than
+ * hashing the key. */
+static inline uint32_t hash_part(uint64_t h, uint32_t n) { return (uint32_t)(((h >> 32) * n) >> 32); }
+
 static uint32_t range_part(const gl_stage *st, const uint8_t *row, const uint8_t *end)
 {
     /* Partition = number of bounds at or before the row's key in sort order. */
@@ -105,11 +110,11 @@ static int sink_push(gl_task *t, const uint8_t *rows, size_t len, uint64_t nrows
         p = gl_row_end(p, end);
         uint32_t part;
         if (st->sink == GL_SINK_HASH)
-            part = (uint32_t)(gl_hash_mix(gl_row_key_hash(row, p, &st->sink_key, 0x9e3779b97f4a7c15ull) ^
-                                          0x632be59bd9b4e019ull) % st->nparts);
+            part = hash_part(gl_hash_mix(gl_row_key_hash(row, p, &st->sink_key, 0x9e3779b97f4a7c15ull) ^
+                                         0x632be59bd9b4e019ull), st->nparts);
         else
             part = range_part(st, row, p);
-        int rc = gl_output_append(t->out, part, t->index, row, (size_t)(p - row), 1, &t->err);
+        int rc = gl_output_append_row(t->out, part, t->index, row, (size_t)(p - row), &t->err);
         if (rc)
             return rc;
     }
@@ -316,8 +321,8 @@ static int split(gl_task *t, const gl_output *o, uint32_t part, gl_output *b, ui
         for (uint64_t i = 0; i < c->nrows && !rc; i++) {
             const uint8_t *row = p;
             p = gl_row_end(p, end);
-            uint32_t h = (uint32_t)(gl_hash_mix(gl_row_key_hash(row, p, key, split_seed(depth))) % k);
-            rc = gl_output_append(b, h, 0, row, (size_t)(p - row), 1, &t->err);
+            uint32_t h = hash_part(gl_hash_mix(gl_row_key_hash(row, p, key, split_seed(depth))), k);
+            rc = gl_output_append_row(b, h, 0, row, (size_t)(p - row), &t->err);
         }
         if (!rc && stopped(t))
             rc = GL_ECANCEL;

@@ -86,6 +86,9 @@ int gl_task_run(gl_task *t);
 /* Op constructors: set push, finish, destroy and state. */
 int gl_op_words_init(gl_opr *op);
 int gl_op_select_init(gl_opr *op);
+/* op_narrow.c: a Lua chain gleam.project recognised, run in C; spec as
+ * gleam.project.encode writes it (copied). */
+int gl_op_project_init(gl_opr *op, const uint8_t *spec, size_t len);
 int gl_op_agg_init(gl_opr *op);
 /* op_agg.c: whether op is a built-in count keyed by field 1, which the op
  * before it may feed one key string at a time (gl_op_agg_count_str, the

@@ -74,6 +74,24 @@ describe("a CSV file with no quotes", function()
       end
     end)
   end)
+
+  it("is cut once it is bigger than the smallest piece (1 MiB), and not when it has a quote", function()
+    h.with_tmpdir(function(dir)
+      local lines = {}
+      for i = 1, 100000 do lines[i] = string.format("c%08d,region%03d", i, i % 250) end
+      local body = table.concat(lines, "\n") .. "\n" -- 2 MB, under 2 MiB
+      local plain = h.write_file(dir .. "/plain.csv", body)
+      local quoted = h.write_file(dir .. "/quoted.csv", '"c",r\n' .. body)
+      local small = h.write_file(dir .. "/small.csv", body:sub(1, 1000000))
+      local function tasks(path)
+        return tonumber(gleam.flow():csv(path):explain { workers = 2 }:match("(%d+) tasks? reading csv"))
+      end
+      assert.are.equal(2, tasks(plain))
+      assert.are.equal(1, tasks(quoted))
+      assert.are.equal(1, tasks(small))
+      assert.are.equal(100000, gleam.flow():csv(plain):count { workers = 2 })
+    end)
+  end)
 end)
 
 describe("csv", function()

@@ -236,6 +236,11 @@ TEST(random_rows_against_a_list)
                 koff[++nkeys] = keys.len;
             }
             bad += slot(a, &r) != (int64_t)want * 2 + fresh;
+            /* Found again, with the hash given as a batch caller gives it. */
+            uint64_t h = gl_agg_hash(a, r.data, r.len);
+            gl_agg_prefetch(a, h);
+            bad += gl_agg_find_hashed(a, r.data, r.len, h) != (int64_t)want;
+            bad += gl_agg_find(a, r.data, r.len) != (int64_t)want;
         }
         CHECK_EQ(bad, 0);
         CHECK_EQ(gl_agg_count(a), nkeys);
@@ -250,6 +255,31 @@ TEST(random_rows_against_a_list)
         gl_buf_free(&r);
         gl_agg_free(a);
     }
+}
+
+/* Room made up front, before and between keys, keeps every key where it
+ * was found. */
+TEST(reserve_keeps_keys)
+{
+    gl_keyspec k = {1, {1}};
+    gl_agg *a = gl_agg_new(&k);
+    REQUIRE(a);
+    gl_buf r = {0};
+    unsigned long bad = 0;
+    for (int i = 0; i < 6000; i++) {
+        if (i == 0 || i == 100)
+            REQUIRE(gl_agg_reserve(a, i == 0 ? 50 : 5000) == 0);
+        r.len = 0;
+        gl_mpk_put_array(&r, 1);
+        gl_mpk_put_int(&r, i % 3000);
+        bad += slot(a, &r) != (i < 3000 ? (int64_t)i * 2 + 1 : (int64_t)(i - 3000) * 2);
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(gl_agg_count(a), 3000);
+    CHECK(gl_agg_reserve(a, 10) == 0); /* less than there is: nothing to do */
+    CHECK(gl_agg_reserve(a, 2000000000u) == -1);
+    gl_buf_free(&r);
+    gl_agg_free(a);
 }
 
 /* A string key by its bytes finds the slot its row finds, whichever came
@@ -311,4 +341,4 @@ TEST(string_key_without_a_row)
 }
 
 TEST_MAIN(T(key_first_field), T(key_two_fields_reversed), T(no_key_one_group), T(many_keys_rehash),
-          T(random_rows_against_a_list), T(string_key_without_a_row))
+          T(random_rows_against_a_list), T(string_key_without_a_row), T(reserve_keeps_keys))

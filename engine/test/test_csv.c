@@ -177,6 +177,7 @@ static char *render(const sink *s)
 typedef struct copts {
     int sep, header, types, skip_bad;
     const char *name; /* method name: "csv" (default) or "tsv" */
+    const char *coltypes; /* declared column types, or NULL */
 } copts;
 
 typedef struct result {
@@ -222,7 +223,8 @@ static result read_csv(const char **paths, uint32_t n, copts o)
                  .sep = o.sep ? o.sep : ',',
                  .header = o.header,
                  .types = o.types,
-                 .skip_bad = o.skip_bad};
+                 .skip_bad = o.skip_bad,
+                 .coltypes = (char *)o.coltypes};
     gl_stage st = {0};
     r.rc = gl_text_split(&s, 1, &st, &r.err);
     if (!r.rc)
@@ -428,6 +430,62 @@ TEST(malformed)
     r = read_csv(files, 3, (copts){.skip_bad = 1});
     CHECK_EQ(r.skipped, 4);
     CHECK_EQ(r.out.nrows, 2 + 3 + 5);
+    result_free(&r);
+}
+
+/* Lines without quotes are read in place (fast_line); these are the
+ * edges where they must read as the state machine does. */
+TEST(lines_read_in_place)
+{
+    /* 17 and 20 fields: the row header is wider than one byte. */
+    const char *p = write_str("wide.csv", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n"
+                                          "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t\r\nx\n");
+    result r = read_one(p, (copts){.types = 1});
+    CHECK_EQ(r.rc, 0);
+    CHECK_ROWS(r, "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n"
+                  "\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\",\"m\",\"n\",\"o\",\"p\","
+                  "\"q\",\"r\",\"s\",\"t\"\n\"x\"\n");
+    result_free(&r);
+
+    /* CRLF ends a line; a lone CR is data; a quote inside a field is data. */
+    p = write_str("cr.csv", "a,b\r\nc\rd,e\r\n\r\nf\"g,h\n");
+    r = read_one(p, (copts){0});
+    CHECK_EQ(r.rc, 0);
+    CHECK_ROWS(r, "\"a\",\"b\"\n\"c\\rd\",\"e\"\n\"f\\\"g\",\"h\"\n");
+    result_free(&r);
+
+    /* Declared types: each field read once; a bad one names its line,
+     * after lines read in place and before them. */
+    p = write_str("typed.csv", "id,x\n1,2.5\n007,-3\n\n2,x\n3,4\n");
+    r = read_one(p, (copts){.header = 1, .coltypes = "in"});
+    CHECK_EQ(r.rc, GL_EINVAL);
+    char want[600];
+    snprintf(want, sizeof want, "csv: %s:5: field 2 is not a number: 'x'", p);
+    CHECK_MSG(r, want);
+    result_free(&r);
+    r = read_one(p, (copts){.header = 1, .coltypes = "in", .skip_bad = 1});
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(r.skipped, 1);
+    CHECK_ROWS(r, "1,d2.5\n7,-3\n3,4\n");
+    result_free(&r);
+
+    /* A bad field before a quote that opens a field running on to the next
+     * line: the record is both lines, skipped whole. */
+    p = write_str("multi.csv", "x,\"two\nlines\"\n5,z\n");
+    r = read_one(p, (copts){.coltypes = "i", .skip_bad = 1});
+    CHECK_EQ(r.skipped, 1);
+    CHECK_ROWS(r, "5,\"z\"\n");
+    result_free(&r);
+
+    /* A number longer than the stack copy strtod reads: 0.0...01e150. */
+    char line[200];
+    memset(line, '0', 150);
+    memcpy(line, "0.", 2);
+    memcpy(line + 150, "1e150\n", 7);
+    p = write_str("long_number.csv", line);
+    r = read_one(p, (copts){.coltypes = "n"});
+    CHECK_EQ(r.rc, 0);
+    CHECK_ROWS(r, "10\n"); /* 1e-149 * 1e150 */
     result_free(&r);
 }
 
@@ -812,5 +870,5 @@ TEST(whole_file_split)
     stage_free(&st);
 }
 
-TEST_MAIN(T(quoting), T(crlf_and_empty_fields), T(header), T(types_auto), T(tsv), T(malformed),
+TEST_MAIN(T(quoting), T(crlf_and_empty_fields), T(header), T(types_auto), T(tsv), T(malformed), T(lines_read_in_place),
           T(missing_file), T(random_round_trip), T(long_record), T(gzip), T(msgpack), T(whole_file_split))

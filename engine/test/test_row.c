@@ -8,6 +8,7 @@
  * so a read past the end crashes the test even without ASan. */
 #include "test.h"
 
+#include "compare.h"
 #include "mpk.h"
 #include "row.h"
 
@@ -838,6 +839,58 @@ TEST(row_key_put)
     gl_buf_free(&b);
 }
 
+/* gl_mpk_size1 sizes a value by its first byte exactly as the reader
+ * does, and gl_mpk_next and gl_row_end take the same steps as the skip. */
+TEST(size1_agrees_with_reader)
+{
+    uint8_t buf[40] = {0};
+    unsigned long bad = 0;
+    for (int c = 0; c < 256; c++) {
+        buf[0] = (uint8_t)c;
+        size_t n = gl_mpk_size1[c];
+        if (!n)
+            continue;
+        bad += gl_mpk_skip(buf, buf + sizeof buf) != buf + n;
+        bad += gl_mpk_next(buf, buf + sizeof buf) != buf + n;
+        bad += gl_mpk_next(buf, buf + n - 1) != NULL; /* cut short: malformed */
+    }
+    CHECK_EQ(bad, 0);
+    /* Rows of random values (some not sized by their first byte). */
+    make_random_values();
+    const uint8_t *all = (const uint8_t *)random_all.data;
+    gl_buf b = {0};
+    bad = 0;
+    for (int i = 0; i + 40 < NRANDOM; i += 7) {
+        uint32_t nf = (uint32_t)(test_rand() % 40);
+        b.len = 0;
+        gl_mpk_put_array(&b, nf);
+        for (uint32_t f = 0; f < nf; f++)
+            gl_buf_append(&b, all + random_off[i + f], random_off[i + f + 1] - random_off[i + f]);
+        const uint8_t *row = b.data, *end = row + b.len;
+        bad += gl_row_end(row, end) != end;
+        /* Keys of several fields, in one walk or field by field. */
+        gl_keyspec k = {0};
+        k.n = 1 + (uint32_t)(test_rand() % 4);
+        for (uint32_t j = 0; j < k.n; j++)
+            k.f[j] = 1 + (uint32_t)(test_rand() % 42);
+        uint64_t h = 7;
+        gl_buf want = {0}, got = {0};
+        for (uint32_t j = 0; j < k.n; j++) {
+            const uint8_t *fs, *fe;
+            gl_row_field(row, end, k.f[j], &fs, &fe);
+            gl_buf_append(&want, fs, (size_t)(fe - fs));
+            h = gl_hash_next(&fs, fe, h);
+        }
+        gl_row_key_put(&got, row, end, &k);
+        bad += got.len != want.len || memcmp(got.data, want.data, got.len);
+        bad += gl_row_key_hash(row, end, &k, 7) != h;
+        gl_buf_free(&want);
+        gl_buf_free(&got);
+    }
+    CHECK_EQ(bad, 0);
+    gl_buf_free(&b);
+}
+
 static void format(const gl_buf *b, char *out, size_t max)
 {
     memset(out, 'Z', max + 1); /* out has room for max + 1 */
@@ -901,7 +954,7 @@ TEST(row_format)
     gl_buf_free(&b);
 }
 
-TEST_MAIN(T(put_int_unpacks), T(put_uint_unpacks), T(put_double_unpacks), T(put_nil_bool_unpack),
+TEST_MAIN(T(size1_agrees_with_reader), T(put_int_unpacks), T(put_uint_unpacks), T(put_double_unpacks), T(put_nil_bool_unpack),
           T(put_str_unpacks), T(put_array_map_unpack), T(reader_walks_msgpack_c_values),
           T(reader_accepts_long_forms), T(every_truncation_is_malformed), T(truncated_own_encodings),
           T(reserved_byte_c1), T(huge_counts_in_short_buffers), T(nesting_limit),

@@ -9,6 +9,7 @@ local ffi = require "ffi"
 local codec = require "gleam.codec"
 local closure = require "gleam.closure"
 local gfn = require "gleam.fn"
+local project = require "gleam.project"
 local core = require "gleam.core"
 
 local C = core.C
@@ -204,7 +205,22 @@ local function feed(f, p, i)
   return i
 end
 
+-- A chain of maps that only move fields and add constants (gleam.project),
+-- as the engine runs it; nil for any other chain.
+local function projection(d)
+  local items
+  for _, s in ipairs(d.steps) do
+    if s.kind ~= "map" or not s.fn then return nil end
+    local it = project.of(load_step(s))
+    if not it then return nil end
+    items = items and project.compose(items, it) or it
+  end
+  return items and project.encode(items)
+end
+
 local function chain_op(d, out)
+  local spec = projection(d)
+  if spec then return nil, nil, spec end
   local enc = codec.encoder(out)
   local rows = 0
   local steps = {}
@@ -441,7 +457,8 @@ local function agg_op(d, out, agg)
   return push, finish
 end
 
--- Returns push and finish for op number `index` of the stage in the blob.
+-- Returns push and finish for op number `index` of the stage in the blob;
+-- or, for a chain the engine runs in C, nil, nil and its projection.
 function M.op_new(blob, len, index, out, agg)
   local ops = codec.decode(ffi_cast(u8p, blob), 0)
   local d
