@@ -16,7 +16,9 @@
  * master ("host:port") grants, each task at most max_attempts times (0:
  * GL_MAX_ATTEMPTS). The secret comes from GLEAM_SECRET. On success *out
  * holds the target's shards in order (caller frees with gl_output_free).
- * Blocks until the job ends; one job at a time per calling thread. */
+ * The shards of cached datasets it computes stay on the agents, recorded
+ * in p for its later runs in this process (driver.c). Blocks until the
+ * job ends; one job at a time per calling thread. */
 int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
                    gl_output **out, gl_stats *stats, gl_err *err);
 
