@@ -461,8 +461,9 @@ function Dataset:hint(h)
 end
 
 -- cache(): the first run that computes this dataset keeps its shards (in
--- memory within the budget, else in LMDB) and later runs of this flow in
--- the same process read them instead of computing it again. on_disk(): its
+-- memory within the budget, else in LMDB; a cluster run leaves them on the
+-- agents, cluster/driver.c) and later runs of this flow in the same
+-- process read them instead of computing it again. on_disk(): its
 -- shards are written to LMDB and synced to the disk when computed, instead
 -- of being held in memory. Both return the dataset; uncache() drops the
 -- kept shards (and the mark).
