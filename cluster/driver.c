@@ -159,6 +159,8 @@ typedef struct drv {
     gl_err *err;
     bool finished, fetched;
     bool again;          /* kept shards a task needs were lost: the job runs again from the start */
+    bool count_only;     /* gl_cluster_count: the last stage's rows are counted where they are */
+    uint64_t count;
 } drv;
 
 static void close_all(drv *d)
@@ -675,6 +677,15 @@ static void start_fetch(drv *d)
 {
     uint32_t last = d->stages.n - 1, np = d->stages.v[last].nparts, nt = d->stages.v[last].ntasks;
     const dstage *ds = &d->ds[last];
+    if (d->count_only) {
+        /* the tasks' results counted them: no row moves */
+        for (size_t c = 0; c < (size_t)np * nt; c++)
+            d->count += ds->rows[c];
+        d->fetched = true;
+        keep_cached(d);
+        finish(d, 0, NULL);
+        return;
+    }
     free(d->freqs);
     free(d->ftasks);
     d->freqs = calloc((size_t)d->nagents * np + 1, sizeof *d->freqs);
@@ -1073,15 +1084,18 @@ static void on_tick(uv_timer_t *h)
         finish(d, GL_ECANCEL, "cancelled");
 }
 
-/* One run of the job; *again when it ended to run again (run_again). */
+/* One run of the job; *again when it ended to run again (run_again).
+ * With count, the last stage's rows are counted into *count, not fetched
+ * (*out stays NULL). */
 static int run_once(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
-                    gl_output **out, gl_stats *stats, gl_err *err, bool *again)
+                    gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err, bool *again)
 {
     *out = NULL;
     *again = false;
     drv *d = calloc(1, sizeof *d);
     if (!d)
         return gl_err_set(err, GL_ENOMEM, "driver: out of memory");
+    d->count_only = count != NULL;
     d->plan = p;
     d->target = target;
     d->cancel = cancel;
@@ -1128,6 +1142,8 @@ static int run_once(const char *master, uint32_t max_attempts, gl_plan *p, int t
     if (!rc) {
         *out = d->result;
         d->result = NULL;
+        if (count)
+            *count = d->count;
     }
     if (stats)
         *stats = d->stats;
@@ -1157,12 +1173,26 @@ static int run_once(const char *master, uint32_t max_attempts, gl_plan *p, int t
  * dataset; a few are plenty. */
 #define MAX_AGAIN 4
 
-int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
-                   gl_output **out, gl_stats *stats, gl_err *err)
+static int run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+               gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err)
 {
     bool again = true;
     int rc = 0;
     for (int i = 0; again && i <= MAX_AGAIN; i++)
-        rc = run_once(master, max_attempts, p, target, cancel, out, stats, err, &again);
+        rc = run_once(master, max_attempts, p, target, cancel, out, count, stats, err, &again);
     return rc;
+}
+
+int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+                   gl_output **out, gl_stats *stats, gl_err *err)
+{
+    return run(master, max_attempts, p, target, cancel, out, NULL, stats, err);
+}
+
+int gl_cluster_count(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+                     uint64_t *rows, gl_stats *stats, gl_err *err)
+{
+    gl_output *none;
+    *rows = 0;
+    return run(master, max_attempts, p, target, cancel, &none, rows, stats, err);
 }

@@ -22,4 +22,9 @@
 int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
                    gl_output **out, gl_stats *stats, gl_err *err);
 
+/* The same, for count(): *rows gets the target's row count, which the
+ * executors' results report, and no row is fetched to the driver. */
+int gl_cluster_count(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+                     uint64_t *rows, gl_stats *stats, gl_err *err);
+
 #endif
