@@ -30,7 +30,10 @@
  * order), and a task whose input fetch failed because its agent was gone
  * goes back to the queue without counting an attempt. An agent that fails
  * to serve a shard it should hold is treated as gone. A task that already
- * succeeded and was lost starts its attempts afresh.
+ * succeeded and was lost starts its attempts afresh. A job none of whose
+ * granted agents can be reached (the master grants a dead agent's slots
+ * until it has missed its heartbeats) asks the master again, as when no
+ * slot is free.
  *
  * One libuv loop per call, run on the calling thread until the job ends.
  * At the end (success, failure or cancel) every agent used is told to drop
@@ -82,6 +85,12 @@
 #include <unistd.h>
 
 enum { T_QUEUED, T_RUNNING, T_DONE, T_LOST };
+
+/* Why a job ends to run again from the start: kept shards a task needs
+ * were lost (run_again), or none of the agents granted could be reached
+ * (the master may still grant a dead agent's slots for a few of its
+ * heartbeats, and the others' while a job that just ended held them). */
+enum { AGAIN_NO, AGAIN_CACHE, AGAIN_SLOTS };
 
 /* No slot free: the driver asks the master again this often, this long. */
 #define SLOT_WAIT_MS 100
@@ -158,7 +167,7 @@ typedef struct drv {
     int rc;
     gl_err *err;
     bool finished, fetched;
-    bool again;          /* kept shards a task needs were lost: the job runs again from the start */
+    int again;           /* AGAIN_*: why the job is to run again from the start */
     bool count_only;     /* gl_cluster_count: the last stage's rows are counted where they are */
     uint64_t count;
 } drv;
@@ -424,7 +433,7 @@ static void run_again(drv *d, uint32_t s)
     const gl_stage *st = &d->stages.v[s];
     if (st->cache_step >= 0 && d->ds[s].reused)
         gl_plan_cache_remote(d->plan, st->cache_step, NULL);
-    d->again = true;
+    d->again = AGAIN_CACHE;
     finish(d, GL_EIO, "cluster: an agent holding a cached dataset's shards was lost mid-job");
 }
 
@@ -776,6 +785,7 @@ static void start_job(drv *d)
         if (d->agents[a].ready)
             workers += d->agents[a].slots;
     if (!workers) {
+        d->again = AGAIN_SLOTS;
         finish(d, GL_EIO, "cluster: none of the %u agents the master at %s granted could be reached",
                d->nagents, d->master_addr);
         return;
@@ -1084,14 +1094,14 @@ static void on_tick(uv_timer_t *h)
         finish(d, GL_ECANCEL, "cancelled");
 }
 
-/* One run of the job; *again when it ended to run again (run_again).
+/* One run of the job; *again (AGAIN_*) says whether it ended to run again.
  * With count, the last stage's rows are counted into *count, not fetched
  * (*out stays NULL). */
 static int run_once(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
-                    gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err, bool *again)
+                    gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err, int *again)
 {
     *out = NULL;
-    *again = false;
+    *again = AGAIN_NO;
     drv *d = calloc(1, sizeof *d);
     if (!d)
         return gl_err_set(err, GL_ENOMEM, "driver: out of memory");
@@ -1169,17 +1179,27 @@ static int run_once(const char *master, uint32_t max_attempts, gl_plan *p, int t
     return rc;
 }
 
-/* Each run again drops a record of kept shards: at most one per cached
- * dataset; a few are plenty. */
+/* Each run again for kept shards drops a record of them: at most one
+ * per cached dataset; a few are plenty. */
 #define MAX_AGAIN 4
 
 static int run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
                gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err)
 {
-    bool again = true;
-    int rc = 0;
-    for (int i = 0; again && i <= MAX_AGAIN; i++)
-        rc = run_once(master, max_attempts, p, target, cancel, out, count, stats, err, &again);
+    int again = AGAIN_NO, rc, runs = 0;
+    uint32_t waited = 0;
+    while ((rc = run_once(master, max_attempts, p, target, cancel, out, count, stats, err, &again)) && again) {
+        if (again == AGAIN_CACHE && ++runs > MAX_AGAIN)
+            break;
+        if (again == AGAIN_SLOTS) {
+            /* as when the master has no free slot: ask again a while */
+            if ((waited += SLOT_WAIT_MS) >= SLOT_WAIT_MAX_MS)
+                break;
+            uv_sleep(SLOT_WAIT_MS);
+        }
+        if (cancel && atomic_load(cancel))
+            return gl_err_set(err, GL_ECANCEL, "cancelled");
+    }
     return rc;
 }
 

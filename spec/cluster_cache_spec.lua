@@ -14,29 +14,11 @@ local helpers = require "helpers"
 
 local cluster
 
-local function shown(res)
-  return string.format("status %s\nstdout:\n%s\nstderr:\n%s", tostring(res.status), res.stdout, res.stderr)
-end
+local shown = helpers.shown
 
-local function agents_log()
-  local t = {}
-  for _, a in ipairs(cluster.agents) do t[#t + 1] = helpers.read_file(a.log) or "" end
-  return table.concat(t, "\n")
-end
+local function agents_log() return helpers.logs(cluster.agents) end
 
--- The bytes of shards an agent holds, from `gleam status --agent`.
-local function stored(agent)
-  local r = helpers.gleam({ "status", "--agent", agent.addr, "--timeout", "5" })
-  return tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t"))
-end
-
-local function all_stored()
-  local n = 0
-  for _, a in ipairs(cluster.agents) do
-    if helpers.alive(a) then n = n + (stored(a) or 0) end
-  end
-  return n
-end
+local function all_stored() return helpers.stored(cluster.agents) end
 
 -- The log lengths of the agents now, to read what they log from here on.
 local function marks()
@@ -67,18 +49,21 @@ local function log_has_done(m)
   return false
 end
 
-local function njobs(jobs)
-  local n = 0
-  for _ in pairs(jobs) do n = n + 1 end
-  return n
+-- The jobs whose executors started since marks m, and how many of them
+-- computed the cached dataset (ran its stage 0).
+local function computed_since(m)
+  local n, computed = 0, 0
+  for _, st in pairs(executors_since(m)) do
+    n = n + 1
+    computed = computed + (st[0] and 1 or 0)
+  end
+  return n, computed
 end
 
--- What a job's executors ran: "0 1 2" (the stages, in order).
-local function stages_of(job)
-  local v = {}
-  for s in pairs(job) do v[#v + 1] = s end
-  table.sort(v)
-  return table.concat(v, " ")
+-- Waits for the driver drv to end; what it wrote must be want.
+local function ends_with(drv, want)
+  assert.truthy(helpers.wait_for(60, function() return not helpers.alive(drv) end), "the job did not end")
+  assert.are.equal(want, helpers.read_file(drv.log), agents_log())
 end
 
 -- Waits, in a job, for the test: touches arg[1]/name .. ".ready", then
@@ -146,13 +131,13 @@ describe("ds:cache() on a cluster", function()
     assert.are.equal(want, r.stdout, shown(r) .. agents_log())
     assert.are.equal(0, r.status, shown(r))
     local jobs = executors_since(m)
-    assert.are.equal(3, njobs(jobs), agents_log())
+    assert.are.equal(3, (computed_since(m)), agents_log())
     -- the first job computes stages 0 and 1 (the cached one) and reads it in
     -- stage 2; the next ones run only what reads it
     local first
     for j, st in pairs(jobs) do if st[0] then assert.is_nil(first, agents_log()) first = j end end
     assert.truthy(first, agents_log())
-    assert.are.equal("0 1 2", stages_of(jobs[first]))
+    assert.truthy(jobs[first][1] and jobs[first][2] and not jobs[first][3], agents_log())
     for j, st in pairs(jobs) do
       if j ~= first then
         assert.is_nil(st[0], agents_log())
@@ -180,12 +165,9 @@ show(ds:filter(function(k) return k < 3 end):collect())
     assert.truthy(ready(dir, "uncached"), helpers.read_file(drv.log))
     assert.are.equal(0, all_stored())
     touch(dir, "uncached")
-    assert.truthy(helpers.wait_for(30, function() return not helpers.alive(drv) end), "the job did not end")
-    assert.are.equal(want, helpers.read_file(drv.log))
+    ends_with(drv, want)
     -- the second job computed it again
-    local jobs = executors_since(m)
-    assert.are.equal(2, njobs(jobs), agents_log())
-    for _, st in pairs(jobs) do assert.truthy(st[0] and st[1], agents_log()) end
+    assert.are.same({ 2, 2 }, { computed_since(m) }, agents_log())
   end)
 
   it("frees the agents' kept shards when the driver is killed", function()
@@ -212,11 +194,7 @@ some{ master = master }      -- the cluster's
     assert.are.equal(0, r.status, shown(r))
     local block = "0\t1989801\n1\t1990000\n2\t1990199\n3\t1970397\n"
     assert.are.equal(block:rep(4), r.stdout)
-    local jobs = executors_since(m)
-    assert.are.equal(2, njobs(jobs), agents_log())
-    local computed = 0
-    for _, st in pairs(jobs) do computed = computed + (st[0] and 1 or 0) end
-    assert.are.equal(1, computed, agents_log())
+    assert.are.same({ 2, 1 }, { computed_since(m) }, agents_log())
   end)
 
   it("writes an on_disk() cached dataset's shards to the agents' LMDB", function()
@@ -240,8 +218,7 @@ print(ds:filter(function(k) return k % 1000 == 0 end):count())
       p:close()
     end
     touch(dir, "kept")
-    assert.truthy(helpers.wait_for(30, function() return not helpers.alive(drv) end), "the job did not end")
-    assert.are.equal(want.stdout, helpers.read_file(drv.log))
+    ends_with(drv, want.stdout)
     assert.truthy(found > 0, "no agent's LMDB holds the rows: " .. agents_log())
   end)
 
@@ -279,18 +256,12 @@ end):collect())
       if #running == 1 and log_has_done(before) then napper = running[1] end
       return napper
     end), agents_log())
-    assert.truthy((stored(napper.agent) or 0) > 0, "the napping task's agent keeps nothing: " .. agents_log())
+    assert.truthy(helpers.stored({ napper.agent }) > 0, "the napping task's agent keeps nothing: " .. agents_log())
     helpers.kill(napper.agent)
-    assert.truthy(helpers.wait_for(60, function() return not helpers.alive(drv) end), "the job did not end")
-    assert.are.equal(want, helpers.read_file(drv.log), agents_log())
+    ends_with(drv, want)
     -- the first job and the second's second run computed the dataset
-    local jobs = executors_since(m)
-    assert.are.equal(3, njobs(jobs), agents_log())
-    local computed = 0
-    for _, st in pairs(jobs) do computed = computed + (st[0] and 1 or 0) end
-    assert.are.equal(2, computed, agents_log())
+    assert.are.same({ 3, 2 }, { computed_since(m) }, agents_log())
   end)
-
 
   it("computes the kept shards of an agent killed between two sinks again, with the same rows", function()
     local dir, want = job(TWO_SINKS)
@@ -299,19 +270,14 @@ end):collect())
     assert.truthy(ready(dir, "first"), helpers.read_file(drv.log))
     local victim
     for _, a in ipairs(cluster.agents) do
-      if (stored(a) or 0) > 0 then victim = a end
+      if helpers.stored({ a }) > 0 then victim = a end
     end
     assert.truthy(victim, "no agent keeps shards: " .. agents_log())
     helpers.kill(victim)
     touch(dir, "first")
-    assert.truthy(helpers.wait_for(60, function() return not helpers.alive(drv) end), "the job did not end")
-    assert.are.equal(want, helpers.read_file(drv.log), agents_log())
+    ends_with(drv, want)
     -- the second job made the dataset again (stage 0 ran), and the third
     -- used what the second kept
-    local jobs = executors_since(m)
-    assert.are.equal(3, njobs(jobs), agents_log())
-    local computed = 0
-    for _, st in pairs(jobs) do computed = computed + (st[0] and 1 or 0) end
-    assert.are.equal(2, computed, agents_log())
+    assert.are.same({ 3, 2 }, { computed_since(m) }, agents_log())
   end)
 end)

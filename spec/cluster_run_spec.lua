@@ -35,15 +35,9 @@ local function start()
   return { master = m, agents = agents }
 end
 
-local function shown(res)
-  return string.format("status %s\nstdout:\n%s\nstderr:\n%s", tostring(res.status), res.stdout, res.stderr)
-end
+local shown = helpers.shown
 
-local function agents_log()
-  local t = {}
-  for _, a in ipairs(cluster.agents) do t[#t + 1] = helpers.read_file(a.log) or "" end
-  return table.concat(t, "\n")
-end
+local function agents_log() return helpers.logs(cluster.agents) end
 
 local function count(s, pat)
   local n = 0
@@ -51,20 +45,6 @@ local function count(s, pat)
   return n
 end
 
--- The bytes of shards an agent holds, from `gleam status --agent`.
-local function stored(agent)
-  local r = helpers.gleam({ "status", "--agent", agent.addr, "--timeout", "5" })
-  return tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t"))
-end
-
--- The stored bytes of every agent still running, summed.
-local function all_stored(agents)
-  local n = 0
-  for _, a in ipairs(agents) do
-    if helpers.alive(a) then n = n + (stored(a) or 0) end
-  end
-  return n
-end
 
 -- Runs `gleam run [extra] JOB ARGS` from dir, locally and with --master.
 local function both(dir, job, args, extra)
@@ -450,7 +430,7 @@ for _, r in ipairs(rows) do print(r[1], r[2]) end
       local clu = helpers.gleam({ "run", "--master", sc.master.addr, "job.lua" }, dir, nil, sc.env)
       assert.are.equal(0, clu.status, shown(clu))
       assert.are.equal(loc.stdout, clu.stdout)
-      assert.truthy(helpers.wait_for(5, function() return all_stored(sc.agents) == 0 end))
+      assert.truthy(helpers.wait_for(5, function() return helpers.stored(sc.agents, sc.env) == 0 end))
       sizes[round] = math.max(helpers.file_size(sc.dirs[1] .. "/shards/data.mdb"),
         helpers.file_size(sc.dirs[2] .. "/shards/data.mdb"))
     end
@@ -568,21 +548,21 @@ for _, r in ipairs(rows) do print(r[1], r[2]) end
     assert.truthy(agents_log():find("killed its executor %(pid " .. alive[1].pid .. "%): its driver is gone"),
       agents_log())
     -- and the shards its finished tasks left are dropped with its connection
-    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
-      "stored: " .. all_stored(cluster.agents))
+    assert.truthy(helpers.wait_for(5, function() return helpers.stored(cluster.agents) == 0 end),
+      "stored: " .. helpers.stored(cluster.agents))
   end)
 
   it("keeps a job's shards on the agents while it runs, and drops them when it ends", function()
     local dir, drv = slow_job()
     -- the quick tasks' outputs are on their agents while the napping one runs
     local mid = helpers.wait_for(3, function()
-      local n = all_stored(cluster.agents)
+      local n = helpers.stored(cluster.agents)
       return n > 0 and n
     end)
     same_output(dir, drv)
     assert.truthy(mid, "no agent held a shard mid-job")
-    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
-      "stored after the job: " .. all_stored(cluster.agents))
+    assert.truthy(helpers.wait_for(5, function() return helpers.stored(cluster.agents) == 0 end),
+      "stored after the job: " .. helpers.stored(cluster.agents))
   end)
 
   -- A multi-stage job: reduce_by_key, then a map one task of which naps 3 s,

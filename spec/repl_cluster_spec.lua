@@ -60,16 +60,6 @@ local function stages_since(from)
   return stages
 end
 
--- The bytes of shards the agents hold (`gleam status --agent`).
-local function stored()
-  local n = 0
-  for _, a in ipairs(cluster.agents) do
-    local r = h.gleam({ "status", "--agent", a.addr, "--timeout", "5" })
-    n = n + (tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t")) or 0)
-  end
-  return n
-end
-
 local function log_lengths()
   local n = {}
   for i, a in ipairs(cluster.agents) do n[i] = #(h.read_file(a.log) or "") end
@@ -235,7 +225,7 @@ describe("gleam repl --master in a terminal", function()
     local first = stages_since(from)
     table.sort(first)
     assert.are.equal(0, first[1], "the count did not compute the dataset")
-    assert.truthy(stored() > 0, "the agents keep nothing")
+    assert.truthy(h.stored(cluster.agents) > 0, "the agents keep nothing")
     assert.truthy(h.wait_slots(cluster))
     from = log_lengths()
     screen = line(CACHE[3])
@@ -247,7 +237,7 @@ describe("gleam repl --master in a terminal", function()
 
   step("frees the cached shards on the agents at uncache()", function()
     line("sums:uncache()")
-    assert.are.equal(0, stored())
+    assert.are.equal(0, h.stored(cluster.agents))
   end)
 
   step("leaves on Ctrl-D with status 0", function()

@@ -64,12 +64,24 @@ static int put(gl_shards *s, uint64_t job, uint32_t task, uint64_t n, size_t wid
     return put_in(s, job, 0, task, n, width, extra);
 }
 
+/* The shards of an agent of `memory` bytes, in a new directory (its path
+ * into dir); NULL when they can't be made. */
+static gl_shards *shards_in(char *dir, size_t max, uint64_t memory)
+{
+    gl_err err = {0};
+    if (!test_tmpdir(dir, max, "shard"))
+        return NULL;
+    gl_shards *s = gl_shards_new(memory, dir, &err);
+    if (!s)
+        fprintf(stderr, "  %s\n", err.msg);
+    return s;
+}
+
 TEST(commit_replace_drop)
 {
     gl_err err = {0};
     char dir[256];
-    REQUIRE(test_tmpdir(dir, sizeof dir, "shard"));
-    gl_shards *s = gl_shards_new(64u << 20, dir, &err);
+    gl_shards *s = shards_in(dir, sizeof dir, 64u << 20);
     REQUIRE(s);
     CHECK_EQ(0u, gl_shards_stored(s));
     CHECK_EQ(0, put(s, 1, 0, 100, 10, 0));
@@ -106,10 +118,8 @@ TEST(commit_replace_drop)
 /* Shards past the budget go to LMDB; dropped, their room is used again. */
 TEST(spilled_room_reused)
 {
-    gl_err err = {0};
     char dir[256];
-    REQUIRE(test_tmpdir(dir, sizeof dir, "shard"));
-    gl_shards *s = gl_shards_new(2u << 20, dir, &err);
+    gl_shards *s = shards_in(dir, sizeof dir, 2u << 20);
     REQUIRE(s);
     char path[300];
     snprintf(path, sizeof path, "%s/data.mdb", dir);
@@ -143,8 +153,7 @@ TEST(keep_unkeep_gone)
 {
     gl_err err = {0};
     char dir[256];
-    REQUIRE(test_tmpdir(dir, sizeof dir, "shard"));
-    gl_shards *s = gl_shards_new(64u << 20, dir, &err);
+    gl_shards *s = shards_in(dir, sizeof dir, 64u << 20);
     REQUIRE(s);
     gl_conn a, b;
     memset(&a, 0, sizeof a);
