@@ -3,10 +3,12 @@
 -- runs several sinks on it: the first computes it and the agents keep its
 -- shards past that job; the next ones start no executor for it or for
 -- anything before it (the agents' logs name each executor's job and task,
--- whose stage is task >> 32), and print local mode's output. The agents'
+-- whose stage is task >> 32), place their tasks on the agents holding
+-- their input, and print local mode's output. The agents'
 -- stored bytes (`gleam status --agent`) fall to 0 at ds:uncache() and when
 -- the driver is killed with SIGKILL; an agent killed while it holds cached
--- shards costs the next run a recompute, with the same rows; a dataset
+-- shards costs the next run a recompute, with the same rows (killed under
+-- a task that reads them, the job runs again from the start); a dataset
 -- cached by a local run is computed again on the cluster, and the
 -- reverse, with the same rows; an on_disk() dataset's shards go to the
 -- agents' LMDB.
@@ -39,6 +41,20 @@ local function executors_since(m)
     end
   end
   return jobs
+end
+
+-- The executors started between marks from and to (nil: now), each
+-- { stage, index, agent (its number) }.
+local function placed(from, to)
+  local v = {}
+  for i, a in ipairs(cluster.agents) do
+    local log = (helpers.read_file(a.log) or ""):sub(from[i] + 1, to and to[i] or nil)
+    for id in log:gmatch("task (%d+) of job %d+: executor pid %d+ started") do
+      local n = tonumber(id)
+      v[#v + 1] = { stage = math.floor(n / 2 ^ 32), index = n % 2 ^ 32, agent = i }
+    end
+  end
+  return v
 end
 
 -- Whether some executor started since marks m is done.
@@ -257,6 +273,19 @@ end):collect())
       return napper
     end), agents_log())
     assert.truthy(helpers.stored({ napper.agent }) > 0, "the napping task's agent keeps nothing: " .. agents_log())
+    -- the tasks reading the kept stage went where their input is: task i
+    -- of stage 2 to the agent that made task i of stage 1, slots allowing
+    local made, reads, near = {}, 0, 0
+    for _, e in ipairs(placed(m, before)) do
+      if e.stage == 1 then made[e.index] = e.agent end
+    end
+    for _, e in ipairs(placed(before)) do
+      if e.stage == 2 then
+        reads = reads + 1
+        near = near + (made[e.index] == e.agent and 1 or 0)
+      end
+    end
+    assert.truthy(reads > 0 and near * 2 > reads, near .. " of " .. reads .. " near their input: " .. agents_log())
     helpers.kill(napper.agent)
     ends_with(drv, want)
     -- the first job and the second's second run computed the dataset
