@@ -22,7 +22,13 @@
  * and streams them to executors of other agents and to drivers that fetch
  * them, with back pressure (shard.h). A job's shards go when its driver
  * says drop, or when that driver's connection ends, which also drops its
- * queued tasks and kills its executors.
+ * queued tasks and kills its executors. The shards of a cached dataset
+ * outlive their job: the driver's process says keep for them over its
+ * session connection (a driver connection that sends no tasks: session.h),
+ * and they go when it says unkeep (ds:uncache()) or that connection ends,
+ * which is when the driver's process ends, however it ends: the kernel
+ * closes a killed process's sockets. A task of an on_disk() dataset says
+ * so, and its shard is written to LMDB.
  *
  * --memory is split in two halves: the shards keep their rows in memory
  * within one (the store's rule: half its budget of --memory) and spill to
@@ -55,9 +61,10 @@ static const char USAGE[] =
     "Runs a cluster agent: it registers with the master and heartbeats to it,\n"
     "and reconnects when the master restarts. It runs the tasks drivers send\n"
     "in `gleam executor` processes, at most --cores at once, keeps the shards\n"
-    "they write until their job ends (memory, then LMDB under DIR/shards), and\n"
-    "serves them to the executors and drivers that fetch them. Logs go to\n"
-    "stderr. Stops on SIGINT or SIGTERM.\n"
+    "they write until their job ends (memory, then LMDB under DIR/shards), or\n"
+    "while their driver's process lives for a cached dataset, and serves them\n"
+    "to the executors and drivers that fetch them. Logs go to stderr.\n"
+    "Stops on SIGINT or SIGTERM.\n"
     "\n"
     "options:\n"
     "  --master HOST:PORT    the master to join (required)\n"
@@ -444,7 +451,7 @@ static void add_task(gl_conn *c, const gl_msg *m)
     e->rd.max = GL_WIRE_MAX;
     if (m->parts && (gl_shards_owner(A.shards, c, m->job, &err) ||
                      !(e->put = gl_shard_put_new(A.shards, m->job, (uint32_t)(m->task >> 32), (uint32_t)m->task,
-                                                 m->parts, &err)))) {
+                                                 m->parts, m->disk, &err)))) {
         exec_free(e);
         gl_conn_refuse(c, "the agent is out of memory");
         return;
@@ -500,7 +507,7 @@ static void peer_msg(gl_conn *c, gl_msg *m)
         return;
     }
     gl_err err = {0};
-    if (gl_shards_msg(A.shards, c, m, &err)) /* fetch, drop */
+    if (gl_shards_msg(A.shards, c, m, &err)) /* fetch, drop, keep, unkeep */
         gl_conn_refuse(c, err.msg);
 }
 

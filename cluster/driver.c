@@ -30,12 +30,41 @@
  * order), and a task whose input fetch failed because its agent was gone
  * goes back to the queue without counting an attempt. An agent that fails
  * to serve a shard it should hold is treated as gone. A task that already
- * succeeded and was lost starts its attempts afresh.
+ * succeeded and was lost starts its attempts afresh. A job none of whose
+ * granted agents can be reached (the master grants a dead agent's slots
+ * until it has missed its heartbeats) asks the master again, as when no
+ * slot is free.
  *
  * One libuv loop per call, run on the calling thread until the job ends.
  * At the end (success, failure or cancel) every agent used is told to drop
  * the job's shards, and every connection is closed, which also tells the
- * agents to drop them and to kill the job's executors. */
+ * agents to drop them and to kill the job's executors.
+ *
+ * Cached datasets (ds:cache()). The driver and its executors plan every
+ * step (GL_PLAN_NO_LOCAL_CACHE: what a local run kept is not the
+ * cluster's), so they agree on the stages. When a job has computed a
+ * stage whose output is a cached dataset, before it ends the driver asks
+ * each agent holding part of it to keep those shards past the job, over
+ * the process's session connection to that agent (session.h), and
+ * records in the plan (gl_plan_cache_remote) a `kept`: the job and stage
+ * the agents know the shards by, which agent holds each task's output,
+ * and each partition's rows and bytes: what the driver knows of a stage
+ * it ran. A later run of the plan in this process takes such a stage as
+ * done, its tasks on those agents, when the record fits the stage (the
+ * same tasks and partitions: the same shard counts) and every holder is
+ * one of the agents granted and its session connection still open; the
+ * stages that only it reads are not run at all. Its readers fetch the
+ * kept shards (by their old job and stage, stage.h) with locality as for
+ * any input. A record that does not fit is ignored: the stage runs, and
+ * its new record replaces the old one. An agent lost mid-job while it
+ * held kept shards that a task still needs makes the driver drop that
+ * record and run the job again from the start, which computes the dataset
+ * from its lineage (the skipped stages have never run in this job: their
+ * range bounds and widths are unknown). The shards are let go when the
+ * record is released: ds:uncache(), a new record, the plan freed (unkeep,
+ * at once), or when the process ends (its session connections close).
+ * An on_disk() dataset's tasks tell their agent to write its shards to
+ * LMDB. */
 #define _GNU_SOURCE
 #include "driver.h"
 
@@ -44,6 +73,7 @@
 #include "fetch.h"
 #include "opt.h"
 #include "plan_wire.h"
+#include "session.h"
 #include "stage.h"
 #include "task.h"
 
@@ -55,6 +85,12 @@
 #include <unistd.h>
 
 enum { T_QUEUED, T_RUNNING, T_DONE, T_LOST };
+
+/* Why a job ends to run again from the start: kept shards a task needs
+ * were lost (run_again), or none of the agents granted could be reached
+ * (the master may still grant a dead agent's slots for a few of its
+ * heartbeats, and the others' while a job that just ended held them). */
+enum { AGAIN_NO, AGAIN_CACHE, AGAIN_SLOTS };
 
 /* No slot free: the driver asks the master again this often, this long. */
 #define SLOT_WAIT_MS 100
@@ -81,7 +117,22 @@ typedef struct dstage {
     uint64_t *rows, *bytes; /* [task * nparts + part], for done tasks */
     gl_task *first;         /* samples, widths, skipped lines, until its first completion */
     uint32_t ndone, max_width;
+    bool reused;            /* a cached dataset's, kept by an earlier job: from_job's stage from_stage */
+    bool skipped;           /* read only by reused stages: not run */
+    uint64_t from_job;
+    uint32_t from_stage;
 } dstage;
+
+/* The record of a cached dataset's shards on the agents, which the plan
+ * keeps (gl_remote_cache, plan.h). */
+typedef struct kept {
+    gl_remote_cache head;
+    uint64_t job;
+    uint32_t stage, ntasks, nparts, max_width;
+    uint32_t workers;            /* the job's worker count (its stages' shard counts follow it) */
+    char (*holder)[GL_ADDR_MAX]; /* per task: the agent holding its output */
+    uint64_t *rows, *bytes;      /* [task * nparts + part] */
+} kept;
 
 typedef struct drv {
     uv_loop_t loop;
@@ -94,7 +145,7 @@ typedef struct drv {
     const char **addrs;  /* the agents' addresses, as tasks and fetches name them */
     uint64_t *local;     /* pick_agent's scratch: input bytes per agent */
     uint32_t nagents, nresolved, nready;
-    const gl_plan *plan;
+    gl_plan *plan;
     int target;
     atomic_int *cancel;
     uint32_t max_attempts;
@@ -116,6 +167,9 @@ typedef struct drv {
     int rc;
     gl_err *err;
     bool finished, fetched;
+    int again;           /* AGAIN_*: why the job is to run again from the start */
+    bool count_only;     /* gl_cluster_count: the last stage's rows are counted where they are */
+    uint64_t count;
 } drv;
 
 static void close_all(drv *d)
@@ -266,7 +320,7 @@ static int task_payload(drv *d, uint32_t s, uint32_t i, gl_buf *payload)
         }
         for (uint32_t t = 0; t < nt; t++)
             hold[r][t] = (uint32_t)d->ds[r].tasks[t].agent;
-        in[k] = (gl_stage_input){r, refs[k].part, hold[r], nt};
+        in[k] = (gl_stage_input){r, refs[k].part, hold[r], nt, d->ds[r].from_job, d->ds[r].from_stage};
     }
     if (!rc) {
         gl_stage_task t = {
@@ -358,6 +412,7 @@ static int send_task(drv *d, uint32_t s, uint32_t i, int32_t a)
     m.payload = payload.data;
     m.npayload = payload.len;
     m.parts = d->stages.v[s].nparts;
+    m.disk = d->stages.v[s].on_disk;
     dtask *t = &d->ds[s].tasks[i];
     t->state = T_RUNNING;
     t->agent = a;
@@ -370,6 +425,17 @@ static int send_task(drv *d, uint32_t s, uint32_t i, int32_t a)
 
 static void start_fetch(drv *d);
 static bool inputs_ready_last(const drv *d);
+
+/* Kept shards of stage s that a task needs were lost with their agent:
+ * the record goes, and the job ends, to run again from the start. */
+static void run_again(drv *d, uint32_t s)
+{
+    const gl_stage *st = &d->stages.v[s];
+    if (st->cache_step >= 0 && d->ds[s].reused)
+        gl_plan_cache_remote(d->plan, st->cache_step, NULL);
+    d->again = AGAIN_CACHE;
+    finish(d, GL_EIO, "cluster: an agent holding a cached dataset's shards was lost mid-job");
+}
 
 /* The highest stage that may run: the one running for the first time, or
  * the last once every stage has completed. */
@@ -388,9 +454,15 @@ static void dispatch(drv *d)
             queued = d->ds[s].tasks[i].state == T_QUEUED;
         uint32_t in[MAX_READS], n = queued ? reads(&d->stages.v[s], in) : 0;
         for (uint32_t k = 0; k < n; k++)
-            for (uint32_t i = 0; i < d->stages.v[in[k]].ntasks; i++)
-                if (d->ds[in[k]].tasks[i].state == T_LOST)
-                    d->ds[in[k]].tasks[i].state = T_QUEUED;
+            for (uint32_t i = 0; i < d->stages.v[in[k]].ntasks; i++) {
+                if (d->ds[in[k]].tasks[i].state != T_LOST)
+                    continue;
+                if (d->ds[in[k]].reused || d->ds[in[k]].skipped) {
+                    run_again(d, in[k]);
+                    return;
+                }
+                d->ds[in[k]].tasks[i].state = T_QUEUED;
+            }
     }
     for (uint32_t s = 0; s <= top; s++) {
         if (!inputs_ready(d, s))
@@ -450,11 +522,12 @@ static void stage_complete(drv *d)
 
 static void start_stage(drv *d)
 {
-    gl_stage *st = &d->stages.v[d->s];
-    if (st->cache_in) {
-        finish(d, GL_EINVAL, "driver: a dataset cached by a local run can't be read on a cluster");
+    /* kept by an earlier job, or read only by such: nothing runs */
+    for (; d->s < d->stages.n && (d->ds[d->s].reused || d->ds[d->s].skipped); d->s++)
+        d->stats.stages += d->ds[d->s].reused;
+    if (d->s == d->stages.n)
         return;
-    }
+    gl_stage *st = &d->stages.v[d->s];
     if (st->src == GL_SRC_PAIR)
         for (uint32_t i = 0; i < 2; i++)
             st->width[i] = d->ds[st->src_stages[i]].max_width;
@@ -475,12 +548,153 @@ static bool inputs_ready_last(const drv *d)
 
 static void on_fetched(void *ud, int rc, const char *lost, const char *msg);
 
+/* ---- cached datasets ---- */
+
+static int32_t agent_at(const drv *d, const char *addr);
+
+static void kept_release(gl_remote_cache *h)
+{
+    kept *k = (kept *)h;
+    for (uint32_t t = 0; k->holder && t < k->ntasks; t++) {
+        bool seen = false;
+        for (uint32_t u = 0; u < t && !seen; u++)
+            seen = !strcmp(k->holder[u], k->holder[t]);
+        if (!seen)
+            gl_session_unkeep(k->holder[t], k->job, k->stage);
+    }
+    free(k->holder);
+    free(k->rows);
+    free(k->bytes);
+    free(k);
+}
+
+/* The record of stage s's output, as this job left it; NULL when out of memory. */
+static kept *kept_new(const drv *d, uint32_t s)
+{
+    const gl_stage *st = &d->stages.v[s];
+    size_t cells = (size_t)st->ntasks * st->nparts;
+    kept *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    *k = (kept){{kept_release}, d->job, s, st->ntasks, st->nparts, d->ds[s].max_width, d->workers, NULL, NULL, NULL};
+    if (!(k->holder = calloc(st->ntasks ? st->ntasks : 1, sizeof *k->holder)) ||
+        !(k->rows = malloc((cells ? cells : 1) * sizeof *k->rows)) ||
+        !(k->bytes = malloc((cells ? cells : 1) * sizeof *k->bytes))) {
+        k->ntasks = 0;
+        kept_release(&k->head);
+        return NULL;
+    }
+    for (uint32_t t = 0; t < st->ntasks; t++)
+        snprintf(k->holder[t], GL_ADDR_MAX, "%s", d->addrs[d->ds[s].tasks[t].agent]);
+    memcpy(k->rows, d->ds[s].rows, cells * sizeof *k->rows);
+    memcpy(k->bytes, d->ds[s].bytes, cells * sizeof *k->bytes);
+    return k;
+}
+
+/* The job is done: the agents keep the shards of the cached datasets it
+ * computed, and the plan records where. An agent that can't keep them
+ * costs only the record: a later run computes the dataset again. */
+static void keep_cached(drv *d)
+{
+    for (uint32_t s = 0; s < d->stages.n; s++) {
+        const gl_stage *st = &d->stages.v[s];
+        if (st->cache_step < 0 || d->ds[s].reused || d->ds[s].skipped || d->ds[s].ndone < st->ntasks)
+            continue;
+        kept *k = kept_new(d, s);
+        bool ok = k != NULL;
+        for (uint32_t t = 0; ok && t < st->ntasks; t++) {
+            bool seen = false;
+            for (uint32_t u = 0; u < t && !seen; u++)
+                seen = d->ds[s].tasks[u].agent == d->ds[s].tasks[t].agent;
+            gl_err e = {0};
+            ok = seen || !gl_session_keep(k->holder[t], d->job, s, &e);
+        }
+        if (ok)
+            gl_plan_cache_remote(d->plan, st->cache_step, &k->head);
+        else if (k)
+            kept_release(&k->head);
+    }
+}
+
+/* The worker count to plan with: that of the first kept dataset the
+ * stages read (planned with `workers`) whose record was made with
+ * another, else workers. */
+static uint32_t kept_workers(const drv *d, uint32_t workers)
+{
+    for (uint32_t s = 0; s < d->stages.n; s++) {
+        const gl_stage *st = &d->stages.v[s];
+        const kept *k = st->cache_step >= 0 ? (const kept *)gl_plan_get(d->plan, st->cache_step)->remote : NULL;
+        if (k && k->workers != workers)
+            return k->workers;
+    }
+    return workers;
+}
+
+/* The stages whose output an earlier job kept (a record that fits, on
+ * agents granted to this job and still in the session) are done, where
+ * they are; the stages only they read are skipped. */
+static void reuse_cached(drv *d)
+{
+    uint32_t n = d->stages.n;
+    for (uint32_t s = 0; s < n; s++) {
+        const gl_stage *st = &d->stages.v[s];
+        const kept *k = st->cache_step >= 0 ? (const kept *)gl_plan_get(d->plan, st->cache_step)->remote : NULL;
+        if (!k || k->ntasks != st->ntasks || k->nparts != st->nparts)
+            continue;
+        bool ok = true;
+        for (uint32_t t = 0; t < k->ntasks && ok; t++) {
+            int32_t a = agent_at(d, k->holder[t]);
+            ok = a >= 0 && d->agents[a].ready && !d->agents[a].gone && gl_session_alive(k->holder[t]);
+        }
+        if (!ok)
+            continue;
+        dstage *ds = &d->ds[s];
+        for (uint32_t t = 0; t < k->ntasks; t++)
+            ds->tasks[t] = (dtask){T_DONE, 0, agent_at(d, k->holder[t]), -1};
+        size_t cells = (size_t)k->ntasks * k->nparts;
+        memcpy(ds->rows, k->rows, cells * sizeof *ds->rows);
+        memcpy(ds->bytes, k->bytes, cells * sizeof *ds->bytes);
+        ds->ndone = k->ntasks;
+        ds->max_width = k->max_width;
+        ds->reused = true;
+        ds->from_job = k->job;
+        ds->from_stage = k->stage;
+    }
+    /* from the last stage back: what a stage that runs reads must be there */
+    bool *need = calloc(n ? n : 1, sizeof *need);
+    if (!need)
+        return; /* then everything runs */
+    need[n - 1] = true;
+    for (uint32_t s = n; s-- > 0;) {
+        uint32_t in[MAX_READS], m = need[s] && !d->ds[s].reused ? reads(&d->stages.v[s], in) : 0;
+        for (uint32_t k = 0; k < m; k++)
+            need[in[k]] = true;
+    }
+    for (uint32_t s = 0; s < n; s++) {
+        if (need[s] || d->ds[s].reused)
+            continue;
+        d->ds[s].skipped = true;
+        for (uint32_t t = 0; t < d->stages.v[s].ntasks; t++)
+            d->ds[s].tasks[t].state = T_LOST;
+    }
+    free(need);
+}
+
 /* Fetches every partition of the last stage: from each agent, for each
  * partition, the tasks whose output there has rows, into d->result. */
 static void start_fetch(drv *d)
 {
     uint32_t last = d->stages.n - 1, np = d->stages.v[last].nparts, nt = d->stages.v[last].ntasks;
     const dstage *ds = &d->ds[last];
+    if (d->count_only) {
+        /* the tasks' results counted them: no row moves */
+        for (size_t c = 0; c < (size_t)np * nt; c++)
+            d->count += ds->rows[c];
+        d->fetched = true;
+        keep_cached(d);
+        finish(d, 0, NULL);
+        return;
+    }
     free(d->freqs);
     free(d->ftasks);
     d->freqs = calloc((size_t)d->nagents * np + 1, sizeof *d->freqs);
@@ -495,7 +709,7 @@ static void start_fetch(drv *d)
     for (uint32_t a = 0; a < d->nagents; a++)
         for (uint32_t p = 0; p < np; p++) {
             gl_fetch_req *r = &d->freqs[n];
-            *r = (gl_fetch_req){a, last, p, d->ftasks + used, 0, d->result};
+            *r = (gl_fetch_req){a, last, p, d->ftasks + used, 0, d->result, 0};
             for (uint32_t t = 0; t < nt; t++)
                 if (ds->tasks[t].agent == (int32_t)a && ds->rows[(size_t)t * np + p])
                     r->tasks[r->ntasks++] = t;
@@ -547,6 +761,7 @@ static void on_fetched(void *ud, int rc, const char *lost, const char *msg)
     if (!rc) {
         d->result->max_width = d->ds[d->stages.n - 1].max_width;
         d->fetched = true;
+        keep_cached(d);
         finish(d, 0, NULL);
         return;
     }
@@ -570,16 +785,30 @@ static void start_job(drv *d)
         if (d->agents[a].ready)
             workers += d->agents[a].slots;
     if (!workers) {
+        d->again = AGAIN_SLOTS;
         finish(d, GL_EIO, "cluster: none of the %u agents the master at %s granted could be reached",
                d->nagents, d->master_addr);
         return;
     }
-    d->workers = workers;
     gl_err perr = {0};
-    if (gl_plan_stages(d->plan, d->target, workers, &d->stages, &perr)) {
+    if (gl_plan_stages_ex(d->plan, d->target, workers, GL_PLAN_NO_LOCAL_CACHE, &d->stages, &perr)) {
         finish(d, perr.code, "%s", perr.msg);
         return;
     }
+    /* The shard counts of wide steps follow the worker count, which is
+     * the slots granted, which vary from job to job: a job that reads a
+     * kept dataset is planned with the count it was made with, so that
+     * its stages come out as they did then. */
+    uint32_t then = kept_workers(d, workers);
+    if (then != workers) {
+        gl_stages_free(&d->stages);
+        workers = then;
+        if (gl_plan_stages_ex(d->plan, d->target, workers, GL_PLAN_NO_LOCAL_CACHE, &d->stages, &perr)) {
+            finish(d, perr.code, "%s", perr.msg);
+            return;
+        }
+    }
+    d->workers = workers;
     if (!d->stages.n) {
         finish(d, GL_EINVAL, "driver: the flow has no stages");
         return;
@@ -606,6 +835,7 @@ static void start_job(drv *d)
         for (uint32_t i = 0; i < st->ntasks; i++)
             ds->tasks[i] = (dtask){T_QUEUED, 0, -1, -1};
     }
+    reuse_cached(d);
     start_stage(d);
     dispatch(d);
 }
@@ -711,7 +941,8 @@ static void lose_agent(drv *d, int32_t g, const char *why)
                 t->state = T_QUEUED;
                 t->failed_on = g;
             } else if (t->state == T_DONE) {
-                t->state = needed ? T_QUEUED : T_LOST;
+                /* kept shards come back only with a new run (run_again) */
+                t->state = needed && !ds->reused ? T_QUEUED : T_LOST;
                 t->attempts = 0; /* it did succeed: its attempts start again */
                 ds->ndone--;
             }
@@ -728,7 +959,7 @@ static void agent_lost(drv *d, int32_t a, const char *why)
         return;
     bool left = false;
     for (uint32_t k = 0; k < d->nagents; k++)
-        left |= d->agents[k].ready && !d->agents[k].gone;
+        left |= d->agents[k].ready && !d->agents[k].gone && d->agents[k].slots; /* that can run tasks */
     if (!left) {
         finish(d, GL_EIO, "cluster: lost agent %s mid-job, the last one: %s", g->addr, why);
         return;
@@ -795,18 +1026,33 @@ static void master_msg(gl_conn *c, gl_msg *m)
         uv_timer_start(&d->ask, on_ask, SLOT_WAIT_MS, 0);
         return;
     }
-    if (!(d->agents = calloc(m->nagents, sizeof *d->agents)) || !(d->addrs = calloc(m->nagents, sizeof *d->addrs)) ||
-        !(d->local = calloc(m->nagents, sizeof *d->local))) {
+    /* and the agents holding kept datasets' shards, with or without free
+     * slots: the job may read them */
+    uint32_t cap = m->nagents;
+    for (int id = 0; id < gl_plan_nsteps(d->plan); id++) {
+        const kept *k = (const kept *)gl_plan_get(d->plan, id)->remote;
+        cap += k ? k->ntasks : 0;
+    }
+    if (!(d->agents = calloc(cap, sizeof *d->agents)) || !(d->addrs = calloc(cap, sizeof *d->addrs)) ||
+        !(d->local = calloc(cap, sizeof *d->local))) {
         finish(d, GL_ENOMEM, "driver: out of memory");
         return;
     }
-    d->nagents = m->nagents;
-    for (uint32_t a = 0; a < m->nagents; a++)
-        d->addrs[a] = d->agents[a].addr;
     for (uint32_t a = 0; a < m->nagents; a++) {
+        snprintf(d->agents[a].addr, sizeof d->agents[a].addr, "%s", m->agents[a].addr);
+        d->agents[a].slots = m->agents[a].free_slots;
+    }
+    d->nagents = m->nagents;
+    for (int id = 0; id < gl_plan_nsteps(d->plan); id++) {
+        const kept *k = (const kept *)gl_plan_get(d->plan, id)->remote;
+        for (uint32_t t = 0; k && t < k->ntasks; t++)
+            if (agent_at(d, k->holder[t]) < 0 && gl_session_alive(k->holder[t]))
+                snprintf(d->agents[d->nagents++].addr, GL_ADDR_MAX, "%s", k->holder[t]);
+    }
+    for (uint32_t a = 0; a < d->nagents; a++)
+        d->addrs[a] = d->agents[a].addr;
+    for (uint32_t a = 0; a < d->nagents; a++) {
         dagent *g = &d->agents[a];
-        snprintf(g->addr, sizeof g->addr, "%s", m->agents[a].addr);
-        g->slots = m->agents[a].free_slots;
         char host[GL_ADDR_MAX];
         int port;
         gl_err e = {0};
@@ -819,7 +1065,7 @@ static void master_msg(gl_conn *c, gl_msg *m)
     /* The slots are ours; the master is not needed for the rest of the job. */
     d->master = NULL;
     gl_conn_close(c, "slots granted");
-    if (d->nresolved == d->nagents)
+    if (d->nresolved == d->nagents && !d->finished)
         start_job(d);
 }
 
@@ -848,13 +1094,18 @@ static void on_tick(uv_timer_t *h)
         finish(d, GL_ECANCEL, "cancelled");
 }
 
-int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
-                   gl_output **out, gl_stats *stats, gl_err *err)
+/* One run of the job; *again (AGAIN_*) says whether it ended to run again.
+ * With count, the last stage's rows are counted into *count, not fetched
+ * (*out stays NULL). */
+static int run_once(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+                    gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err, int *again)
 {
     *out = NULL;
+    *again = AGAIN_NO;
     drv *d = calloc(1, sizeof *d);
     if (!d)
         return gl_err_set(err, GL_ENOMEM, "driver: out of memory");
+    d->count_only = count != NULL;
     d->plan = p;
     d->target = target;
     d->cancel = cancel;
@@ -897,9 +1148,12 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
     sigaction(SIGPIPE, &old_pipe, NULL);
 
     rc = d->rc;
+    *again = d->again;
     if (!rc) {
         *out = d->result;
         d->result = NULL;
+        if (count)
+            *count = d->count;
     }
     if (stats)
         *stats = d->stats;
@@ -923,4 +1177,42 @@ int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int ta
     gl_buf_free(&d->splits);
     free(d);
     return rc;
+}
+
+/* Each run again for kept shards drops a record of them: at most one
+ * per cached dataset; a few are plenty. */
+#define MAX_AGAIN 4
+
+static int run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+               gl_output **out, uint64_t *count, gl_stats *stats, gl_err *err)
+{
+    int again = AGAIN_NO, rc, runs = 0;
+    uint32_t waited = 0;
+    while ((rc = run_once(master, max_attempts, p, target, cancel, out, count, stats, err, &again)) && again) {
+        if (again == AGAIN_CACHE && ++runs > MAX_AGAIN)
+            break;
+        if (again == AGAIN_SLOTS) {
+            /* as when the master has no free slot: ask again a while */
+            if ((waited += SLOT_WAIT_MS) >= SLOT_WAIT_MAX_MS)
+                break;
+            uv_sleep(SLOT_WAIT_MS);
+        }
+        if (cancel && atomic_load(cancel))
+            return gl_err_set(err, GL_ECANCEL, "cancelled");
+    }
+    return rc;
+}
+
+int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+                   gl_output **out, gl_stats *stats, gl_err *err)
+{
+    return run(master, max_attempts, p, target, cancel, out, NULL, stats, err);
+}
+
+int gl_cluster_count(const char *master, uint32_t max_attempts, gl_plan *p, int target, atomic_int *cancel,
+                     uint64_t *rows, gl_stats *stats, gl_err *err)
+{
+    gl_output *none;
+    *rows = 0;
+    return run(master, max_attempts, p, target, cancel, &none, rows, stats, err);
 }

@@ -79,7 +79,7 @@ static void on_ready(gl_conn *c)
         gl_msg m;
         memset(&m, 0, sizeof m);
         m.type = GL_MSG_FETCH;
-        m.job = fc->f->job;
+        m.job = r->job ? r->job : fc->f->job;
         m.stage = r->stage;
         m.part = r->part;
         m.tasks = r->tasks;
@@ -101,7 +101,8 @@ static void on_msg(gl_conn *c, gl_msg *m)
         return;
     }
     const gl_fetch_req *r = fc->at < fc->n ? &f->reqs[fc->reqs[fc->at]] : NULL;
-    if ((m->type != GL_MSG_CHUNK && m->type != GL_MSG_END) || !r || m->job != f->job || m->stage != r->stage ||
+    if ((m->type != GL_MSG_CHUNK && m->type != GL_MSG_END) || !r || m->job != (r->job ? r->job : f->job) ||
+        m->stage != r->stage ||
         m->part != r->part) {
         fail(fc, "agent %s sent an unexpected %s message", addr, gl_msg_name(m->type));
         return;

@@ -27,6 +27,8 @@ typedef struct gl_fetch_req {
     uint32_t *tasks;        /* the producing tasks held there, in order */
     uint32_t ntasks;
     struct gl_output *into; /* has the stage's nparts and ntasks */
+    uint64_t job;           /* the job whose shards these are; 0: the fetch's (a cached
+                             * dataset's shards keep the job and stage that made them) */
 } gl_fetch_req;
 
 typedef struct gl_fetch gl_fetch;

@@ -21,6 +21,7 @@ typedef struct shard {
     gl_output *o;  /* nparts x 1 */
     uint64_t bytes;
     uint32_t refs; /* the list's, while listed, and one per stream reading it */
+    const void *keeper; /* the peer that said keep for it, or NULL: its job's */
 } shard;
 
 struct gl_shards {
@@ -34,6 +35,7 @@ struct gl_shard_put {
     gl_shards *s;
     uint64_t job;
     uint32_t stage, task;
+    bool disk;
     gl_output *o;
     gl_stream_in in;
 };
@@ -113,7 +115,15 @@ static shard *find(gl_shards *s, uint64_t job, uint32_t stage, uint32_t task, si
 void gl_shards_drop(gl_shards *s, uint64_t job)
 {
     for (size_t i = s->n; i-- > 0;)
-        if (s->v[i]->job == job)
+        if (s->v[i]->job == job && !s->v[i]->keeper)
+            unlist(s, i);
+}
+
+/* Deletes the shards keeper kept: those of (job, stage), or all with all. */
+static void drop_kept(gl_shards *s, const void *keeper, bool all, uint64_t job, uint32_t stage)
+{
+    for (size_t i = s->n; i-- > 0;)
+        if (s->v[i]->keeper == keeper && (all || (s->v[i]->job == job && s->v[i]->stage == stage)))
             unlist(s, i);
 }
 
@@ -134,10 +144,10 @@ static int grow(gl_shards *s)
 }
 
 gl_shard_put *gl_shard_put_new(gl_shards *s, uint64_t job, uint32_t stage, uint32_t task, uint32_t nparts,
-                               gl_err *err)
+                               bool disk, gl_err *err)
 {
     gl_shard_put *p = calloc(1, sizeof *p);
-    if (!p || !(p->o = gl_output_new(nparts, 1, s->store, false))) {
+    if (!p || !(p->o = gl_output_new(nparts, 1, s->store, disk))) {
         free(p);
         gl_err_set(err, GL_ENOMEM, "out of memory");
         return NULL;
@@ -146,6 +156,7 @@ gl_shard_put *gl_shard_put_new(gl_shards *s, uint64_t job, uint32_t stage, uint3
     p->job = job;
     p->stage = stage;
     p->task = task;
+    p->disk = disk;
     return p;
 }
 
@@ -187,6 +198,8 @@ int gl_shard_put_commit(gl_shard_put *p, const uint8_t *result, size_t n, gl_err
         rc = gl_err_set(err, GL_ENOMEM, "out of memory");
     if (!rc)
         rc = gl_output_seal(p->o, 0, err);
+    if (!rc && p->disk)
+        rc = gl_store_sync(s->store, err);
     if (rc) {
         free(sh);
         gl_shard_put_abort(p);
@@ -195,7 +208,7 @@ int gl_shard_put_commit(gl_shard_put *p, const uint8_t *result, size_t n, gl_err
     size_t at;
     if (find(s, p->job, p->stage, p->task, &at))
         unlist(s, at); /* a rerun's shard replaces the earlier one */
-    *sh = (shard){p->job, p->stage, p->task, p->o, bytes, 1};
+    *sh = (shard){p->job, p->stage, p->task, p->o, bytes, 1, NULL};
     s->v[s->n++] = sh;
     s->stored += bytes;
     p->o = NULL;
@@ -229,6 +242,21 @@ int gl_shards_owner(gl_shards *s, gl_conn *c, uint64_t job, gl_err *err)
         pe->capjobs = cap;
     }
     pe->jobs[pe->njobs++] = job;
+    return 0;
+}
+
+int gl_shards_keep(gl_shards *s, gl_conn *c, uint64_t job, uint32_t stage, bool keep, gl_err *err)
+{
+    peer *pe = peer_of(c);
+    if (!pe)
+        return gl_err_set(err, GL_ENOMEM, "the agent is out of memory");
+    if (!keep) {
+        drop_kept(s, pe, false, job, stage);
+        return 0;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i]->job == job && s->v[i]->stage == stage)
+            s->v[i]->keeper = pe;
     return 0;
 }
 
@@ -327,6 +355,13 @@ int gl_shards_msg(gl_shards *s, gl_conn *c, const gl_msg *m, gl_err *err)
         gl_shards_drop(s, m->job);
         return 0;
     }
+    if ((m->type == GL_MSG_KEEP || m->type == GL_MSG_UNKEEP) && driver) {
+        if (gl_shards_keep(s, c, m->job, m->stage, m->type == GL_MSG_KEEP, err))
+            return GL_EINVAL;
+        if (m->type == GL_MSG_KEEP)
+            gl_conn_send(c, m); /* the answer: they are kept */
+        return 0;
+    }
     if (m->type != GL_MSG_FETCH || (!driver && strcmp(role, "executor")))
         return gl_err_set(err, GL_EINVAL, "unexpected %s message from a peer in role '%s'", gl_msg_name(m->type),
                           role);
@@ -366,6 +401,7 @@ void gl_shards_gone(gl_shards *s, gl_conn *c)
     }
     for (uint32_t i = 0; i < pe->njobs; i++)
         gl_shards_drop(s, pe->jobs[i]);
+    drop_kept(s, pe, true, 0, 0);
     free(pe->jobs);
     free(pe);
     c->data = NULL;

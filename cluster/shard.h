@@ -21,7 +21,11 @@
  * frees it only when the stream is done.
  *
  * A job's shards go when its driver says drop, or when the connection of
- * the driver that sent its tasks closes. */
+ * the driver that sent its tasks closes; but the shards of a stage that a
+ * driver's connection has said keep for (a cached dataset) are that
+ * connection's from then on: they outlive their job, and go when it says
+ * unkeep for them or closes (driver.c's session). An on_disk() dataset's
+ * shards are written to the LMDB and synced when committed. */
 #ifndef GL_SHARD_H
 #define GL_SHARD_H
 
@@ -46,10 +50,11 @@ void gl_shards_free(gl_shards *s);
 /* Bytes of rows held in committed shards. */
 uint64_t gl_shards_stored(const gl_shards *s);
 
-/* A pending shard of nparts partitions for (job, stage, task); NULL with
- * err set. Ends with commit or abort, which free it. */
+/* A pending shard of nparts partitions for (job, stage, task), its rows
+ * in LMDB when disk; NULL with err set. Ends with commit or abort, which
+ * free it. */
 gl_shard_put *gl_shard_put_new(gl_shards *s, uint64_t job, uint32_t stage, uint32_t task, uint32_t nparts,
-                               gl_err *err);
+                               bool disk, gl_err *err);
 /* A chunk message's rows for partition part (pieces of a row as stream.h). */
 int gl_shard_put_rows(gl_shard_put *p, uint32_t part, const uint8_t *rows, size_t n, uint64_t nrows, gl_err *err);
 /* Commits the put whose done carried the result payload `result`
@@ -58,12 +63,17 @@ int gl_shard_put_rows(gl_shard_put *p, uint32_t part, const uint8_t *rows, size_
 int gl_shard_put_commit(gl_shard_put *p, const uint8_t *result, size_t n, gl_err *err);
 void gl_shard_put_abort(gl_shard_put *p);
 
-/* Handles a fetch or drop message from c, a peer in role "executor" or
- * "driver" (drop: "driver" only); a task message's job from a driver is
+/* Handles a fetch, drop, keep or unkeep message from c, a peer in role
+ * "executor" or "driver" (all but fetch: "driver" only; a keep is answered
+ * with itself once done); a task message's job from a driver is
  * passed to gl_shards_owner first, so the job's shards go with that
  * driver. 0, or GL_EINVAL (the caller refuses the peer) with err set.
  * Sets c->data to this module's state of the peer. */
 int gl_shards_msg(gl_shards *s, gl_conn *c, const gl_msg *m, gl_err *err);
+
+/* keep: the shards of (job, stage) become driver c's, past their job;
+ * else (unkeep) those of them c kept are deleted. 0 or GL_ENOMEM. */
+int gl_shards_keep(gl_shards *s, gl_conn *c, uint64_t job, uint32_t stage, bool keep, gl_err *err);
 
 /* Records that job belongs to driver c. 0 or GL_ENOMEM. */
 int gl_shards_owner(gl_shards *s, gl_conn *c, uint64_t job, gl_err *err);
@@ -74,7 +84,8 @@ void gl_shards_drained(gl_shards *s, gl_conn *c);
 /* c is closing: its streams end, and the jobs it owns are dropped. */
 void gl_shards_gone(gl_shards *s, gl_conn *c);
 
-/* Deletes job's shards (those being streamed go when their streams end). */
+/* Deletes job's shards but the kept ones (those being streamed go when
+ * their streams end). */
 void gl_shards_drop(gl_shards *s, uint64_t job);
 
 #endif

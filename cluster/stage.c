@@ -117,10 +117,11 @@ int gl_stage_task_encode(gl_buf *b, const gl_stage_task *t)
     rc = rc || gl_mpk_put_array(b, t->ninputs);
     for (uint32_t i = 0; !rc && i < t->ninputs; i++) {
         const gl_stage_input *in = &t->inputs[i];
-        rc = gl_mpk_put_array(b, 3) || gl_mpk_put_uint(b, in->stage) || gl_mpk_put_uint(b, in->part) ||
+        rc = gl_mpk_put_array(b, in->job ? 5 : 3) || gl_mpk_put_uint(b, in->stage) || gl_mpk_put_uint(b, in->part) ||
              gl_mpk_put_array(b, in->ntasks);
         for (uint32_t k = 0; !rc && k < in->ntasks; k++)
             rc = gl_mpk_put_uint(b, in->holder[k]);
+        rc = rc || (in->job && (gl_mpk_put_uint(b, in->job) || gl_mpk_put_uint(b, in->as)));
     }
     return rc ? -1 : 0;
 }
@@ -286,13 +287,18 @@ static int read_inputs(gl_stage_run *r, cur *c, uint32_t ninputs, gl_err *err)
     /* first pass: how many task numbers, for one allocation */
     size_t total = 0;
     for (uint32_t i = 0; i < ninputs && !c->bad; i++) {
-        if (get_array(c) != 3)
+        uint32_t nf = get_array(c);
+        if (nf != 3 && nf != 5)
             c->bad = true;
         get_uint(c, UINT32_MAX);
         get_uint(c, UINT32_MAX);
         uint32_t k = get_array(c);
         for (uint32_t j = 0; j < k && !c->bad; j++)
             get_uint(c, UINT32_MAX);
+        if (nf == 5) {
+            get_uint(c, UINT64_MAX);
+            get_uint(c, UINT32_MAX);
+        }
         total += k;
     }
     if (c->bad)
@@ -310,11 +316,13 @@ static int read_inputs(gl_stage_run *r, cur *c, uint32_t ninputs, gl_err *err)
     size_t used = 0;
     int rc = 0;
     for (uint32_t i = 0; i < ninputs && !rc; i++) {
-        get_array(c);
+        uint32_t nf = get_array(c);
         uint32_t s = (uint32_t)get_uint(c, UINT32_MAX), p = (uint32_t)get_uint(c, UINT32_MAX);
         uint32_t k = get_array(c);
         for (uint32_t j = 0; j < k; j++)
             holder[j] = (uint32_t)get_uint(c, UINT32_MAX);
+        uint64_t job = nf == 5 ? get_uint(c, UINT64_MAX) : 0;
+        uint32_t as = nf == 5 ? (uint32_t)get_uint(c, UINT32_MAX) : s;
         if (s >= r->run.stages.n || p >= r->run.stages.v[s].nparts || k != r->run.stages.v[s].ntasks) {
             rc = gl_err_set(err, GL_EINVAL, "executor: an input of the stage task does not fit the plan");
             break;
@@ -324,7 +332,7 @@ static int read_inputs(gl_stage_run *r, cur *c, uint32_t ninputs, gl_err *err)
                 rc = gl_err_set(err, GL_EINVAL, "executor: an input of the stage task names no agent");
         bool again = false;
         for (uint32_t f = 0; f < r->nfetches; f++)
-            again |= r->fetches[f].stage == s && r->fetches[f].part == p;
+            again |= r->fetches[f].stage == as && r->fetches[f].job == job && r->fetches[f].part == p;
         if (rc || again)
             continue;
         gl_output *o = r->run.outs[s];
@@ -338,7 +346,7 @@ static int read_inputs(gl_stage_run *r, cur *c, uint32_t ninputs, gl_err *err)
             if (seen)
                 continue;
             gl_fetch_req *f = &r->fetches[r->nfetches++];
-            *f = (gl_fetch_req){holder[j], s, p, r->tasks + used, 0, o};
+            *f = (gl_fetch_req){holder[j], as, p, r->tasks + used, 0, o, job};
             for (uint32_t e = j; e < k; e++)
                 if (holder[e] == holder[j])
                     f->tasks[f->ntasks++] = e;

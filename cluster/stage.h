@@ -25,7 +25,9 @@
  * Task payload, a msgpack array:
  *   ["gleam-stage", luajit, plan, splits, target, workers, stage, task, dir,
  *    bounds, [bound_off...], width0, width1, [addr...],
- *    [[stage, part, [agent...]]...]]
+ *    [[stage, part, [agent...]] or [stage, part, [agent...], job, as]...]]
+ * (the second form for a cached dataset's shards, kept from an earlier job:
+ * the agents hold them as stage `as` of that job)
  * splits: [[step, [file...], [[file, start, end, line]...], [first...]]...]
  * Result payload: [[[nrows, bytes] per partition], [key...], width, skipped]
  * where luajit names the driver's LuaJIT and the kind of bytecode it makes
@@ -49,6 +51,8 @@ typedef struct gl_stage_input {
     uint32_t stage, part;
     const uint32_t *holder; /* borrowed */
     uint32_t ntasks;
+    uint64_t job;           /* 0, or the earlier job whose kept shards these are, */
+    uint32_t as;            /* as its stage `as` */
 } gl_stage_input;
 
 typedef struct gl_stage_task {

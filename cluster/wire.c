@@ -16,7 +16,7 @@ static const char *const names[GL_MSG_TYPES] = {
     [GL_MSG_STATUS] = "status",       [GL_MSG_AGENTS] = "agents",
     [GL_MSG_TASK] = "task",           [GL_MSG_DONE] = "done",     [GL_MSG_SLOTS] = "slots",
     [GL_MSG_CHUNK] = "chunk",         [GL_MSG_FETCH] = "fetch",   [GL_MSG_END] = "end",
-    [GL_MSG_DROP] = "drop",
+    [GL_MSG_DROP] = "drop",           [GL_MSG_KEEP] = "keep",     [GL_MSG_UNKEEP] = "unkeep",
 };
 
 const char *gl_msg_name(int type)
@@ -101,9 +101,10 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err)
         }
         break;
     case GL_MSG_TASK:
-        rc = gl_mpk_put_map(b, m->parts ? 5 : 4) || put_kstr(b, "t", "task") || put_kuint(b, "job", m->job) ||
-             put_kuint(b, "task", m->task) || put_kbytes(b, "payload", m->payload, m->npayload) ||
-             (m->parts && put_kuint(b, "parts", m->parts));
+        rc = gl_mpk_put_map(b, 4 + (m->parts > 0) + m->disk) || put_kstr(b, "t", "task") ||
+             put_kuint(b, "job", m->job) || put_kuint(b, "task", m->task) ||
+             put_kbytes(b, "payload", m->payload, m->npayload) || (m->parts && put_kuint(b, "parts", m->parts)) ||
+             (m->disk && (put_key(b, "disk") || gl_mpk_put_bool(b, true)));
         break;
     case GL_MSG_DONE:
         if (!str_fits(m->text, GL_TEXT_MAX) || !str_fits(m->lost, GL_ADDR_MAX))
@@ -138,6 +139,11 @@ int gl_wire_encode(gl_buf *out, const gl_msg *m, gl_err *err)
         break;
     case GL_MSG_DROP:
         rc = gl_mpk_put_map(b, 2) || put_kstr(b, "t", "drop") || put_kuint(b, "job", m->job);
+        break;
+    case GL_MSG_KEEP:
+    case GL_MSG_UNKEEP:
+        rc = gl_mpk_put_map(b, 3) || put_kstr(b, "t", gl_msg_name(m->type)) || put_kuint(b, "job", m->job) ||
+             put_kuint(b, "stage", m->stage);
         break;
     case GL_MSG_SLOTS:
         rc = gl_mpk_put_map(b, 2) || put_kstr(b, "t", "slots") || put_kuint(b, "want", m->want);
@@ -195,6 +201,8 @@ static const unsigned required[GL_MSG_TYPES] = {
     [GL_MSG_FETCH] = F_JOB | F_STAGE | F_PART | F_TASKS,
     [GL_MSG_END] = F_JOB | F_STAGE | F_PART | F_OK | F_TEXT,
     [GL_MSG_DROP] = F_JOB,
+    [GL_MSG_KEEP] = F_JOB | F_STAGE,
+    [GL_MSG_UNKEEP] = F_JOB | F_STAGE,
 };
 
 typedef struct dec {
@@ -517,11 +525,14 @@ int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err)
         case GL_MSG_CHUNK:
         case GL_MSG_FETCH:
         case GL_MSG_END:
-        case GL_MSG_DROP: {
+        case GL_MSG_DROP:
+        case GL_MSG_KEEP:
+        case GL_MSG_UNKEEP: {
             /* the fields these share; each type takes only its own (required[], and
              * the checks below: a field of another type is an unknown key) */
             enum gl_msg_type t = m->type;
-            bool rows = t == GL_MSG_CHUNK, shard = rows || t == GL_MSG_FETCH || t == GL_MSG_END;
+            bool rows = t == GL_MSG_CHUNK, shard = rows || t == GL_MSG_FETCH || t == GL_MSG_END,
+                 kept = t == GL_MSG_KEEP || t == GL_MSG_UNKEEP;
             if (key_is(&k, "job")) {
                 bit = F_JOB;
                 rc = get_uint(&d, &k, &v, UINT64_MAX, &m->job);
@@ -550,7 +561,12 @@ int gl_wire_decode(const uint8_t *body, size_t len, gl_msg *m, gl_err *err)
                 bit = F_PARTS;
                 if (!(rc = get_uint(&d, &k, &v, UINT32_MAX, &u)))
                     m->parts = (uint32_t)u;
-            } else if (shard && key_is(&k, "stage")) {
+            } else if (t == GL_MSG_TASK && key_is(&k, "disk")) {
+                if (v.cls != GL_MPK_BOOL)
+                    rc = bad(&d, "is not a boolean", &k);
+                else
+                    m->disk = v.b;
+            } else if ((shard || kept) && key_is(&k, "stage")) {
                 bit = F_STAGE;
                 if (!(rc = get_uint(&d, &k, &v, UINT32_MAX, &u)))
                     m->stage = (uint32_t)u;

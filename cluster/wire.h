@@ -59,7 +59,11 @@ enum gl_msg_type {
     GL_MSG_FETCH,     /* executor or driver -> agent: job, stage, part, tasks[ntasks]: partition
                        * part of those tasks' outputs, streamed as chunks in that order, then end */
     GL_MSG_END,       /* agent -> fetcher: job, stage, part, ok, text: a fetch's stream is over */
-    GL_MSG_DROP,      /* driver -> agent: job; its shards are deleted */
+    GL_MSG_DROP,      /* driver -> agent: job; its shards are deleted (but the kept ones) */
+    GL_MSG_KEEP,      /* driver -> agent: job, stage: that stage's shards outlive the job, kept
+                       * by this connection (a driver's session, driver.c) until it closes or
+                       * sends unkeep; the agent answers with the same message once they are */
+    GL_MSG_UNKEEP,    /* driver -> agent: job, stage: shards this connection kept are deleted */
     GL_MSG_TYPES
 };
 
@@ -90,8 +94,9 @@ typedef struct gl_msg {
     uint8_t *payload;                /* task, done, chunk: decoded, owned (gl_msg_free); encoded, borrowed */
     size_t npayload;
     uint32_t parts;                  /* task: 0 for a task with no shards (a function call) */
+    bool disk;                       /* task: its shard goes to LMDB (an on_disk() dataset) */
     char lost[GL_ADDR_MAX];          /* done: "" unless an input agent failed it */
-    uint32_t stage, part;            /* chunk, fetch, end */
+    uint32_t stage, part;            /* chunk, fetch, end; stage: keep, unkeep */
     uint64_t nrows;                  /* chunk */
     uint32_t *tasks;                 /* fetch: like payload, owned when decoded */
     uint32_t ntasks;

@@ -58,6 +58,8 @@ static void step_free(gl_step *s)
     gl_buf_free(&s->fn);
     gl_buf_free(&s->rows);
     gl_output_free(s->cached);
+    if (s->remote)
+        s->remote->release(s->remote);
     for (uint32_t i = 0; i < s->npaths; i++)
         free(s->paths[i]);
     free(s->paths);
@@ -86,6 +88,16 @@ void gl_plan_cache_put(gl_plan *p, int id, gl_output *o)
     }
     gl_output_free(s->cached);
     s->cached = o;
+}
+
+void gl_plan_cache_remote(gl_plan *p, int id, gl_remote_cache *r)
+{
+    gl_step *s = get(p, id);
+    gl_remote_cache *old = s ? s->remote : r;
+    if (s)
+        s->remote = r;
+    if (old)
+        old->release(old);
 }
 int gl_plan_nsteps(const gl_plan *p) { return p->n; }
 
@@ -235,6 +247,7 @@ int gl_plan_set_int(gl_plan *p, int id, int param, int64_t v)
         if (!(v & GL_PERSIST_CACHE)) {
             gl_output_free(s->cached);
             s->cached = NULL;
+            gl_plan_cache_remote(p, id, NULL);
         }
         return 0;
     }
@@ -302,6 +315,7 @@ typedef struct planner {
     gl_err *err;
     uint32_t *readers; /* per step: how many steps of this flow read it */
     int64_t *kept;     /* per step read more than once: the stage holding it, or -1 */
+    unsigned flags;    /* GL_PLAN_* */
 } planner;
 
 static int new_stage(planner *pl, uint32_t *id)
@@ -571,7 +585,7 @@ static int plan_ds(planner *pl, int id, uint32_t *sid)
     if (pl->kept[id] < 0) {
         uint32_t st;
         int rc;
-        if (s->cached) {
+        if (s->cached && !(pl->flags & GL_PLAN_NO_LOCAL_CACHE)) {
             /* Shards of an earlier run: a stage with nothing to run. */
             if ((rc = new_stage(pl, &st)))
                 return rc;
@@ -790,6 +804,12 @@ static void count_readers(const gl_plan *p, int id, uint32_t *readers, bool *see
 
 int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err)
 {
+    return gl_plan_stages_ex(p, target, workers, 0, out, err);
+}
+
+int gl_plan_stages_ex(const gl_plan *p, int target, uint32_t workers, unsigned flags, gl_stages *out,
+                      gl_err *err)
+{
     memset(out, 0, sizeof *out);
     size_t n = (size_t)(gl_plan_nsteps(p) > 0 ? gl_plan_nsteps(p) : 1);
     uint32_t *readers = calloc(n, sizeof *readers);
@@ -805,7 +825,7 @@ int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *ou
         kept[i] = -1;
     count_readers(p, target, readers, seen);
     free(seen);
-    planner pl = {p, out, workers ? workers : 1, err, readers, kept};
+    planner pl = {p, out, workers ? workers : 1, err, readers, kept, flags};
     uint32_t last;
     int rc = plan_ds(&pl, target, &last);
     free(readers);

@@ -168,6 +168,19 @@ typedef struct gl_split {
     uint32_t *first;          /* ntasks + 1 */
 } gl_split;
 
+/* Where a cluster keeps a cached step's shards: the cluster driver's own
+ * record (cluster/driver.c: which agents hold each task's output, its
+ * per-partition counts, the job and stage that made it), which embeds
+ * this head, so the engine holds it without knowing a cluster's types.
+ * A local run neither reads nor writes it (it keeps `cached`), and a
+ * cluster run reads only this, so the two never mix: each computes the
+ * dataset once for itself. release is called once, when the record is
+ * dropped (uncache, a replacement, the plan freed); it frees the record
+ * and tells the agents to let the shards go. */
+typedef struct gl_remote_cache {
+    void (*release)(struct gl_remote_cache *r);
+} gl_remote_cache;
+
 typedef struct gl_step {
     enum gl_step_kind kind;
     int input;
@@ -189,7 +202,8 @@ typedef struct gl_step {
     gl_buf rows;              /* ROWS: driver rows, back to back */
     uint64_t nrows;
     int64_t persist;          /* GL_PERSIST_* */
-    struct gl_output *cached; /* the shards of a cached step, once run (owned) */
+    struct gl_output *cached; /* the shards of a cached step, once run locally (owned) */
+    gl_remote_cache *remote;  /* ... once run on a cluster (owned): see gl_remote_cache */
     gl_split *split;          /* files and pieces planned elsewhere (owned), or NULL */
 } gl_step;
 
@@ -224,6 +238,9 @@ const gl_step *gl_plan_get(const gl_plan *p, int id);
 /* Hands the shards of cached step id to the plan (it frees them), or drops
  * them with o NULL. */
 void gl_plan_cache_put(gl_plan *p, int id, struct gl_output *o);
+/* The same for a cluster's record of them (released by the plan), or NULL
+ * to release the one there. */
+void gl_plan_cache_remote(gl_plan *p, int id, gl_remote_cache *r);
 int gl_plan_nsteps(const gl_plan *p);
 
 typedef struct gl_stages {
@@ -236,6 +253,12 @@ typedef struct gl_stages {
  * missing input is reported before anything runs. On success *out is owned
  * by the caller (gl_stages_free). */
 int gl_plan_stages(const gl_plan *p, int target, uint32_t workers, gl_stages *out, gl_err *err);
+/* The same, but a step cached by a local run is planned as if it were
+ * not yet (its stages run): how a cluster's driver and executors plan, so
+ * that they agree on the stages whatever the driver's process kept. */
+#define GL_PLAN_NO_LOCAL_CACHE 1
+int gl_plan_stages_ex(const gl_plan *p, int target, uint32_t workers, unsigned flags, gl_stages *out,
+                      gl_err *err);
 void gl_stages_free(gl_stages *s);
 
 /* Appends to *out a few lines of text describing how the flow ending at

@@ -8,6 +8,8 @@
 -- held) and the master killed mid-job leave the output as it would have
 -- been. The agents hold a job's shards only while it runs, and move a
 -- task's output larger than one frame, spilling it to LMDB under --dir.
+-- count() moves no rows to the driver. (ds:cache() on a cluster:
+-- cluster_cache_spec.lua.)
 local helpers = require "helpers"
 
 local HB = "0.2" -- agents' heartbeat: granted slots come back this fast
@@ -33,15 +35,9 @@ local function start()
   return { master = m, agents = agents }
 end
 
-local function shown(res)
-  return string.format("status %s\nstdout:\n%s\nstderr:\n%s", tostring(res.status), res.stdout, res.stderr)
-end
+local shown = helpers.shown
 
-local function agents_log()
-  local t = {}
-  for _, a in ipairs(cluster.agents) do t[#t + 1] = helpers.read_file(a.log) or "" end
-  return table.concat(t, "\n")
-end
+local function agents_log() return helpers.logs(cluster.agents) end
 
 local function count(s, pat)
   local n = 0
@@ -49,20 +45,6 @@ local function count(s, pat)
   return n
 end
 
--- The bytes of shards an agent holds, from `gleam status --agent`.
-local function stored(agent)
-  local r = helpers.gleam({ "status", "--agent", agent.addr, "--timeout", "5" })
-  return tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t"))
-end
-
--- The stored bytes of every agent still running, summed.
-local function all_stored(agents)
-  local n = 0
-  for _, a in ipairs(agents) do
-    if helpers.alive(a) then n = n + (stored(a) or 0) end
-  end
-  return n
-end
 
 -- Runs `gleam run [extra] JOB ARGS` from dir, locally and with --master.
 local function both(dir, job, args, extra)
@@ -244,6 +226,32 @@ end):collect()
     end), agents_log())
   end)
 
+  -- count() on a cluster adds up the row counts the tasks report: the
+  -- driver reads (sockets included, /proc/self/io rchar) far less than
+  -- the 20 MB of rows it counts, which collect() does bring.
+  it("counts without moving the rows to the driver, with local mode's count", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/job.lua", [[
+local gleam = require "gleam"
+local function read()
+  return tonumber(io.open("/proc/self/io"):read("*a"):match("rchar: (%d+)"))
+end
+local ds = gleam.flow("n"):range(1, 200000):map(function(x) return x, ("x"):rep(100) end)
+  :filter(function(x) return x % 7 ~= 0 end)
+local at = read()
+print(ds:count())
+local counted = read() - at
+at = read()
+print(#ds:collect())
+local collected = read() - at
+print(counted < 2e6 and collected > 1e7 and "rows stayed" or ("read " .. counted .. " then " .. collected))
+]])
+    local loc, clu = both(dir, "job.lua")
+    assert.are.equal(0, clu.status, shown(clu))
+    assert.are.equal("171429\n171429\n", loc.stdout:match("^%d+\n%d+\n"))
+    assert.are.equal("171429\n171429\nrows stayed\n", clu.stdout)
+  end)
+
   it("takes the master from a sink's options and from gleam.config", function()
     local dir = helpers.tmpdir()
     helpers.write_file(dir .. "/job.lua", [[
@@ -381,7 +389,7 @@ print(n)
     if small then return small end
     local env = { GLEAM_SECRET = SECRET }
     local m = helpers.spawn({ "master", "--listen", "127.0.0.1:0" }, env)
-    m.addr = helpers.listening(m)
+    m.addr, m.host = helpers.listening(m), helpers.LOOPBACK
     local agents, dirs = {}, {}
     for i = 1, 2 do
       dirs[i] = helpers.tmpdir() .. "/agent"
@@ -422,7 +430,7 @@ for _, r in ipairs(rows) do print(r[1], r[2]) end
       local clu = helpers.gleam({ "run", "--master", sc.master.addr, "job.lua" }, dir, nil, sc.env)
       assert.are.equal(0, clu.status, shown(clu))
       assert.are.equal(loc.stdout, clu.stdout)
-      assert.truthy(helpers.wait_for(5, function() return all_stored(sc.agents) == 0 end))
+      assert.truthy(helpers.wait_for(5, function() return helpers.stored(sc.agents, sc.env) == 0 end))
       sizes[round] = math.max(helpers.file_size(sc.dirs[1] .. "/shards/data.mdb"),
         helpers.file_size(sc.dirs[2] .. "/shards/data.mdb"))
     end
@@ -450,6 +458,9 @@ end):count())
 ]])
     local logs = {}
     for i, a in ipairs(sc.agents) do logs[i] = #(helpers.read_file(a.log) or "") end
+    -- both slots free, so task 1 ends while task 0 naps: count() moves no
+    -- rows, so the job ends when its last task does
+    assert.truthy(helpers.wait_slots(sc, nil, 10, sc.env))
     local drv = helpers.spawn({ "run", "--master", sc.master.addr, dir .. "/job.lua" }, sc.env)
     -- the agent holding task 1's output (partition 1: the last stage's
     -- tasks each write their own), and the job
@@ -537,21 +548,21 @@ for _, r in ipairs(rows) do print(r[1], r[2]) end
     assert.truthy(agents_log():find("killed its executor %(pid " .. alive[1].pid .. "%): its driver is gone"),
       agents_log())
     -- and the shards its finished tasks left are dropped with its connection
-    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
-      "stored: " .. all_stored(cluster.agents))
+    assert.truthy(helpers.wait_for(5, function() return helpers.stored(cluster.agents) == 0 end),
+      "stored: " .. helpers.stored(cluster.agents))
   end)
 
   it("keeps a job's shards on the agents while it runs, and drops them when it ends", function()
     local dir, drv = slow_job()
     -- the quick tasks' outputs are on their agents while the napping one runs
     local mid = helpers.wait_for(3, function()
-      local n = all_stored(cluster.agents)
+      local n = helpers.stored(cluster.agents)
       return n > 0 and n
     end)
     same_output(dir, drv)
     assert.truthy(mid, "no agent held a shard mid-job")
-    assert.truthy(helpers.wait_for(5, function() return all_stored(cluster.agents) == 0 end),
-      "stored after the job: " .. all_stored(cluster.agents))
+    assert.truthy(helpers.wait_for(5, function() return helpers.stored(cluster.agents) == 0 end),
+      "stored after the job: " .. helpers.stored(cluster.agents))
   end)
 
   -- A multi-stage job: reduce_by_key, then a map one task of which naps 3 s,

@@ -136,6 +136,32 @@ function helpers.gleam(args, dir, stdin, env)
   return res
 end
 
+-- A result of helpers.gleam, for an assertion's message.
+function helpers.shown(res)
+  return string.format("status %s\nstdout:\n%s\nstderr:\n%s", tostring(res.status), res.stdout, res.stderr)
+end
+
+-- The logs of a list of daemons (helpers.spawn's), one after another.
+function helpers.logs(daemons)
+  local t = {}
+  for _, d in ipairs(daemons) do t[#t + 1] = helpers.read_file(d.log) or "" end
+  return table.concat(t, "\n")
+end
+
+-- The bytes of shards the agents of the list hold (`gleam status --agent`,
+-- with env as helpers.gleam takes it: the secret, if any), summed over
+-- those still running.
+function helpers.stored(agents, env)
+  local n = 0
+  for _, a in ipairs(agents) do
+    if helpers.alive(a) then
+      local r = helpers.gleam({ "status", "--agent", a.addr, "--timeout", "5" }, nil, nil, env)
+      n = n + (tonumber(r.stdout:match("\n%S+\t%d+\t%d+\t%d+\t(%d+)\t")) or 0)
+    end
+  end
+  return n
+end
+
 -- Writes source as a job file and runs `gleam run [--workers N] JOB ARGS...`
 -- from the job's directory, so messages name the job as opts.name (default
 -- "job.lua"). opts: args (list), workers, name, dir, files ({ name =

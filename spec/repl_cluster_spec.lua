@@ -6,12 +6,12 @@
 -- local mode's values; Ctrl-C cancels a long job, the prompt comes back
 -- and the job's executors are gone from the agents; the next job runs; a
 -- Lua error, at the prompt or in a task, prints its message and the
--- session goes on; Ctrl-D leaves with status 0.
+-- session goes on; a dataset cached on one line is read on the next with
+-- local mode's rows and no executor for its stages, kept on the agents
+-- until ds:uncache(); Ctrl-D leaves with status 0.
 --
 -- The steps run in order on the session setup() starts; a step that
--- needs something new types it itself. A step for ds:cache() on a cluster
--- goes after the error steps once caching works there (README: local mode
--- only for now).
+-- needs something new types it itself.
 local h = require "helpers"
 local term = require "tmux"
 
@@ -46,6 +46,18 @@ local function executors_since(from)
     for pid in log:gmatch("executor pid (%d+) started") do pids[#pids + 1] = tonumber(pid) end
   end
   return pids
+end
+
+-- The stages (task id >> 32) of the executors started since `from`.
+local function stages_since(from)
+  local stages = {}
+  for i, a in ipairs(cluster.agents) do
+    local log = (h.read_file(a.log) or ""):sub(from[i] + 1)
+    for id in log:gmatch("task (%d+) of job %d+: executor pid %d+ started") do
+      stages[#stages + 1] = math.floor(tonumber(id) / 2 ^ 32)
+    end
+  end
+  return stages
 end
 
 local function log_lengths()
@@ -188,6 +200,44 @@ describe("gleam repl --master in a terminal", function()
     has(screen, "gleam> " .. job .. "\n" .. msg .. "gleam>")
     screen = line("ds:count()")
     has(screen, "gleam> ds:count()\n5000\ngleam>")
+  end)
+
+  -- The cached dataset's stages are 0 (the map and the map-side combine)
+  -- and 1 (the merge); the line that reads it adds stages 2 to 4 (the
+  -- filter and a key sample, the range partitions, the sort).
+  local CACHE = {
+    "sums = ds:reduce_by_key(gleam.fn.sum):cache()",
+    "sums:count()",
+    "sums:filter(function(k) return k > 1 end):sort_by(1):collect()",
+  }
+
+  step("caches a dataset on the agents and reads it on the next line without running its stages", function()
+    local all = { unpack(SESSION, 1, 3) }
+    for _, l in ipairs(CACHE) do all[#all + 1] = l end
+    local want_count = local_output({ unpack(all, 1, 5) })
+    local want_rows = local_output(all):sub(#want_count + 1)
+    assert.are.equal("5\n", want_count)
+    assert.truthy(h.wait_slots(cluster))
+    line(CACHE[1])
+    local from = log_lengths()
+    local screen = line(CACHE[2])
+    has(screen, "gleam> " .. CACHE[2] .. "\n5\ngleam>")
+    local first = stages_since(from)
+    table.sort(first)
+    assert.are.equal(0, first[1], "the count did not compute the dataset")
+    assert.truthy(h.stored(cluster.agents) > 0, "the agents keep nothing")
+    assert.truthy(h.wait_slots(cluster))
+    from = log_lengths()
+    screen = line(CACHE[3])
+    has(screen, "gleam> " .. CACHE[3] .. "\n" .. want_rows .. "gleam>")
+    local next = stages_since(from)
+    assert.truthy(#next > 0, "no executor ran the line")
+    for _, st in ipairs(next) do assert.truthy(st >= 2, "the cached stages ran again") end
+  end)
+
+  step("frees the cached shards on the agents at uncache()", function()
+    line("sums:uncache()")
+    assert.are.equal(0, h.stored(cluster.agents))
   end)
 
   step("leaves on Ctrl-D with status 0", function()

@@ -39,6 +39,10 @@ static gl_plan *plan(int *target, int parts)
     return p;
 }
 
+/* When not 0: the job whose kept shards encode's input is, as stage kept_as. */
+static uint64_t kept_job;
+static uint32_t kept_as;
+
 /* Task `task` of stage `stage`, whose inputs are all held by agent 0. */
 static void encode(gl_buf *payload, gl_plan *p, int target, uint32_t stage, uint32_t task)
 {
@@ -50,7 +54,7 @@ static void encode(gl_buf *payload, gl_plan *p, int target, uint32_t stage, uint
     gl_stages stages = {0};
     REQUIRE(gl_plan_stages(p, target, 2, &stages, &err) == 0);
     uint32_t holder[16] = {0};
-    gl_stage_input in = {stage ? stage - 1 : 0, task, holder, stage ? stages.v[stage - 1].ntasks : 0};
+    gl_stage_input in = {stage ? stage - 1 : 0, task, holder, stage ? stages.v[stage - 1].ntasks : 0, kept_job, kept_as};
     const char *agents[] = {"127.0.0.1:1"};
     gl_buf splits = {0};
     REQUIRE(gl_stage_splits_encode(&splits, &stages) == 0);
@@ -303,5 +307,29 @@ TEST(truncations_refused)
     gl_buf_free(&result);
 }
 
+/* An input kept from an earlier job is fetched by that job and the stage
+ * it had there, into the input's own output. */
+TEST(kept_input_fetched_by_its_job)
+{
+    int target;
+    gl_plan *p = plan(&target, 3);
+    gl_buf payload = {0};
+    kept_job = 1ull << 60;
+    kept_as = 7;
+    encode(&payload, p, target, 1, 2);
+    kept_job = 0;
+    gl_stage_run *r = NULL;
+    gl_err err = {0};
+    REQUIRE(gl_stage_open(payload.data, payload.len, 0, &r, &err) == 0);
+    uint32_t nf;
+    const gl_fetch_req *f = gl_stage_fetches(r, &nf);
+    REQUIRE(nf == 1);
+    CHECK(f[0].job == 1ull << 60 && f[0].stage == 7 && f[0].part == 2 && f[0].agent == 0);
+    CHECK(f[0].into != NULL && f[0].ntasks == 2);
+    gl_stage_close(r);
+    gl_buf_free(&payload);
+    gl_plan_free(p);
+}
+
 TEST_MAIN(T(runs_as_locally), T(shuffles_as_locally), T(file_list_from_the_driver), T(other_luajit_refused),
-          T(truncations_refused))
+          T(truncations_refused), T(kept_input_fetched_by_its_job))

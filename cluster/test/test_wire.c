@@ -63,6 +63,9 @@ static int samples(gl_msg *out)
     memset(&m, 0, sizeof m); m.type = GL_MSG_END; m.job = 5; m.stage = 1; m.part = 3; m.ok = true; out[n++] = m;
     memset(&m, 0, sizeof m); m.type = GL_MSG_END; m.job = 5; m.stage = 1; m.part = 4; strcpy(m.text, "shard not here: task 2 of stage 1"); out[n++] = m;
     memset(&m, 0, sizeof m); m.type = GL_MSG_DROP; m.job = 1ull << 63; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_TASK; m.job = 9; m.task = 2ull << 32; m.payload = payload; m.npayload = 4; m.parts = 3; m.disk = true; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_KEEP; m.job = UINT64_MAX; m.stage = 4; out[n++] = m;
+    memset(&m, 0, sizeof m); m.type = GL_MSG_UNKEEP; m.job = 2; m.stage = UINT32_MAX; out[n++] = m;
     /* the agents list last: samples() callers rely on it being static */
     memset(&m, 0, sizeof m); m.type = GL_MSG_AGENTS; m.agents = list; m.nagents = 3; out[n++] = m;
     return n;
@@ -80,7 +83,7 @@ static bool msg_eq(const gl_msg *a, const gl_msg *b)
     if (a->type != b->type || a->version != b->version || strcmp(a->role, b->role) ||
         memcmp(a->nonce, b->nonce, GL_NONCE_LEN) || memcmp(a->mac, b->mac, GL_MAC_LEN) ||
         strcmp(a->text, b->text) || !agent_eq(&a->agent, &b->agent) || a->nagents != b->nagents ||
-        a->job != b->job || a->task != b->task || a->want != b->want || a->ok != b->ok || a->npayload != b->npayload ||
+        a->job != b->job || a->task != b->task || a->want != b->want || a->ok != b->ok || a->disk != b->disk || a->npayload != b->npayload ||
         (a->npayload && memcmp(a->payload, b->payload, a->npayload)) || a->parts != b->parts ||
         strcmp(a->lost, b->lost) || a->stage != b->stage || a->part != b->part || a->nrows != b->nrows ||
         a->ntasks != b->ntasks || (a->ntasks && memcmp(a->tasks, b->tasks, a->ntasks * sizeof *a->tasks)))

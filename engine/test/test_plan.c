@@ -6,6 +6,7 @@
 
 #include "mpk.h"
 #include "plan.h"
+#include "store.h"
 
 #include <msgpack.h>
 
@@ -513,7 +514,59 @@ TEST(step_copies_names)
     gl_plan_free(p);
 }
 
+static int released;
+static void count_release(gl_remote_cache *r)
+{
+    (void)r;
+    released++;
+}
+
+/* A step cached by a local run is a stage with nothing to run, except
+ * when planned for a cluster (GL_PLAN_NO_LOCAL_CACHE); a cluster's record
+ * is released once, when replaced, uncached or freed with the plan. */
+TEST(cached_step_local_or_cluster)
+{
+    gl_err err = {0};
+    gl_store *store = gl_store_new(0, NULL, 1, &err);
+    REQUIRE(store);
+    gl_plan *p = gl_plan_new();
+    REQUIRE(p);
+    int m = step(p, GL_STEP_MAP, range(p, 1, 100));
+    REQUIRE(gl_plan_set_int(p, m, GL_P_PERSIST, GL_PERSIST_CACHE) == 0);
+    int f = step(p, GL_STEP_FILTER, m);
+    gl_stages s;
+    REQUIRE(plan(p, f, 3, &s) == 0);
+    REQUIRE(s.n == 2);
+    CHECK(!s.v[0].cache_in && s.v[0].cache_step == m && s.v[0].ntasks == 3);
+    gl_stages_free(&s);
+    gl_plan_cache_put(p, m, gl_output_new(3, 3, store, false));
+    REQUIRE(plan(p, f, 3, &s) == 0);
+    REQUIRE(s.n == 2);
+    CHECK(s.v[0].cache_in && s.v[0].ntasks == 0 && s.v[0].nparts == 3);
+    gl_stages_free(&s);
+    REQUIRE(gl_plan_stages_ex(p, f, 3, GL_PLAN_NO_LOCAL_CACHE, &s, &err) == 0);
+    REQUIRE(s.n == 2);
+    CHECK(!s.v[0].cache_in && s.v[0].cache_step == m && s.v[0].ntasks == 3);
+    gl_stages_free(&s);
+    /* the cluster's records */
+    gl_remote_cache r1 = {count_release}, r2 = {count_release}, r3 = {count_release};
+    released = 0;
+    gl_plan_cache_remote(p, m, &r1);
+    CHECK(gl_plan_get(p, m)->remote == &r1 && released == 0);
+    gl_plan_cache_remote(p, m, &r2); /* replaced */
+    CHECK(gl_plan_get(p, m)->remote == &r2 && released == 1);
+    REQUIRE(gl_plan_set_int(p, m, GL_P_PERSIST, 0) == 0); /* uncache: both go */
+    CHECK(!gl_plan_get(p, m)->remote && !gl_plan_get(p, m)->cached && released == 2);
+    gl_plan_cache_remote(p, 999, &r3); /* no such step: released at once */
+    CHECK_EQ(3, released);
+    REQUIRE(gl_plan_set_int(p, m, GL_P_PERSIST, GL_PERSIST_CACHE) == 0);
+    gl_plan_cache_remote(p, m, &r3);
+    gl_plan_free(p);
+    CHECK_EQ(4, released);
+    gl_store_release(store);
+}
+
 TEST_MAIN(T(narrow_chain_fuses), T(select_splits_ops_not_stages), T(words_builtin), T(fusion_limit),
           T(reduce_by_key_cuts_two_stages), T(reduce_is_one_group), T(top_two_stages), T(sort_three_stages),
           T(narrow_after_wide_joins_the_later_stage), T(source_task_counts), T(invalid_steps_refused),
-          T(add_rows_checks_rows), T(step_copies_names))
+          T(add_rows_checks_rows), T(step_copies_names), T(cached_step_local_or_cluster))

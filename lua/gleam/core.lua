@@ -78,24 +78,29 @@ if not C then
   C = ffi.load(path, true)
 end
 
--- gl_cluster_run (cluster/driver.h) is in the gleam executable only: nil
--- in a plain luajit host.
+-- gl_cluster_run and gl_cluster_count (cluster/driver.h) are in the gleam
+-- executable only: nil in a plain luajit host.
 ffi.cdef [[
 int gl_cluster_run(const char *master, uint32_t max_attempts, gl_plan *p, int target, int *cancel,
                    gl_output **out, gl_stats *stats, gl_err *err);
+int gl_cluster_count(const char *master, uint32_t max_attempts, gl_plan *p, int target, int *cancel,
+                     uint64_t *rows, gl_stats *stats, gl_err *err);
 ]]
-local cluster_run
-local function get_cluster_run()
-  if cluster_run == nil then
-    local ok, f = pcall(function() return ffi.C.gl_cluster_run end)
-    cluster_run = ok and f or false
+local found = {}
+local function getter(name)
+  return function()
+    if found[name] == nil then
+      local ok, f = pcall(function() return ffi.C[name] end)
+      found[name] = ok and f or false
+    end
+    return found[name] or nil
   end
-  return cluster_run or nil
 end
 
 return {
   C = C,
-  cluster_run = get_cluster_run,
+  cluster_run = getter("gl_cluster_run"),
+  cluster_count = getter("gl_cluster_count"),
   ffi = ffi,
   -- enum values from plan.h
   step = {

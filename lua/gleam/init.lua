@@ -461,8 +461,9 @@ function Dataset:hint(h)
 end
 
 -- cache(): the first run that computes this dataset keeps its shards (in
--- memory within the budget, else in LMDB) and later runs of this flow in
--- the same process read them instead of computing it again. on_disk(): its
+-- memory within the budget, else in LMDB; a cluster run leaves them on the
+-- agents, cluster/driver.c) and later runs of this flow in the same
+-- process read them instead of computing it again. on_disk(): its
 -- shards are written to LMDB and synced to the disk when computed, instead
 -- of being held in memory. Both return the dataset; uncache() drops the
 -- kept shards (and the mark).
@@ -643,19 +644,22 @@ local function set_progress(e)
 end
 
 -- Runs the flow up to this dataset; returns the output (a gl_output*).
-local function execute(ds, opts)
+-- With count on a cluster, returns nil and the number of rows instead:
+-- the executors count them and no row moves to the driver.
+local function execute(ds, opts, count)
   opts = opts or {}
   local master = opts.master or gleam.config.master
   local out = ffi.new("gl_output *[1]")
   local err = ffi.new("gl_err")
   local stats = ffi.new("gl_stats")
-  local rc
+  local rc, rows
   if master then
     if type(master) ~= "string" then argerror("run", "master (\"host:port\")", type(master)) end
-    local run = core.cluster_run()
+    local run = count and core.cluster_count() or core.cluster_run()
     if not run then usererror("run: cluster mode (master) needs the gleam executable (gleam run --master)") end
     local attempts = check_count("run", "max_attempts", opts.max_attempts or gleam.config.max_attempts, 1) or 0
-    rc = run(master, attempts, ds.flow.plan, ds.id, gleam.config.cancel, out, stats, err)
+    rows = count and ffi.new("uint64_t[1]")
+    rc = run(master, attempts, ds.flow.plan, ds.id, gleam.config.cancel, rows or out, stats, err)
   else
     local e = get_engine(opts)
     set_progress(e)
@@ -665,6 +669,7 @@ local function execute(ds, opts)
   if stats.skipped > 0 then
     io.stderr:write(string.format("gleam: warning: skipped %d malformed input lines\n", tonumber(stats.skipped)))
   end
+  if rows then return nil, tonumber(rows[0]) end
   return ffi.gc(out[0], C.gl_output_free), stats
 end
 -- The progress callback enters Lua from inside gl_engine_run, which LuaJIT
@@ -792,8 +797,8 @@ end
 -- count(): the number of rows.
 function Dataset:count(opts)
   check_opts("count", opts)
-  local out = execute(self, opts)
-  return tonumber(C.gl_output_rows(out))
+  local out, rows = execute(self, opts, true)
+  return out and tonumber(C.gl_output_rows(out)) or rows
 end
 
 -- For the C API (api.c): runs a dataset and hands its output over as an

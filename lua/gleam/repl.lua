@@ -65,7 +65,7 @@ M.HELP_DATASET = {
   { "local_top(n, {by, desc})", "the top n rows of each shard" },
   { "limit(n)", "the first n rows, in shard order" },
   { "hint{bytes, rows}", "the expected size, for planning" },
-  { "cache()", "keep the shards once computed, for later lines" },
+  { "cache()", "keep the shards for later lines, on agents too" },
   { "uncache()", "drop the kept shards" },
   { "on_disk()", "write the shards to LMDB on disk, synced" },
   { "reduce_by_key(fn, {key})", "combines the values of each key" },
