@@ -31,9 +31,9 @@
  * goes back to the queue without counting an attempt. An agent that fails
  * to serve a shard it should hold is treated as gone. A task that already
  * succeeded and was lost starts its attempts afresh. A job none of whose
- * granted agents can be reached (the master grants a dead agent's slots
- * until it has missed its heartbeats) asks the master again, as when no
- * slot is free.
+ * granted agents can be reached (an agent that hangs, or whose death the
+ * master has not seen yet, still has its slots granted) asks the master
+ * again, as when no slot is free.
  *
  * One libuv loop per call, run on the calling thread until the job ends.
  * At the end (success, failure or cancel) every agent used is told to drop
@@ -88,8 +88,9 @@ enum { T_QUEUED, T_RUNNING, T_DONE, T_LOST };
 
 /* Why a job ends to run again from the start: kept shards a task needs
  * were lost (run_again), or none of the agents granted could be reached
- * (the master may still grant a dead agent's slots for a few of its
- * heartbeats, and the others' while a job that just ended held them). */
+ * (the master may still grant the slots of an agent that hangs, until it
+ * misses its heartbeats, and the others' while a job that just ended held
+ * them). */
 enum { AGAIN_NO, AGAIN_CACHE, AGAIN_SLOTS };
 
 /* No slot free: the driver asks the master again this often, this long. */

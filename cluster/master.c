@@ -2,7 +2,9 @@
  *
  * One libuv loop serves every connection. An agent registers with its first
  * heartbeat and stays in the registry while its heartbeats keep coming; one
- * that misses three of its own intervals is forgotten. The master keeps
+ * that misses three of its own intervals is forgotten, and so is one whose
+ * connection closes (it stopped or died: its slots must not be granted
+ * while the heartbeats run out). The master keeps
  * nothing on disk: restarted, it learns the agents again from their next
  * heartbeats (agents reconnect on their own). A client's status message
  * gets the registry back; a driver's slots message gets executor slots
@@ -27,9 +29,10 @@ static const char USAGE[] =
     "usage: gleam master [--listen HOST:PORT] [--secret-file FILE]\n"
     "\n"
     "Runs the cluster's master: the registry of agents, which they join with\n"
-    "`gleam agent --master HOST:PORT`. An agent that misses 3 heartbeats is\n"
-    "forgotten; a restarted master learns the agents again from their next\n"
-    "heartbeats. Logs go to stderr. Stops on SIGINT or SIGTERM.\n"
+    "`gleam agent --master HOST:PORT`. An agent that misses 3 heartbeats, or\n"
+    "whose connection closes, is forgotten; a restarted master learns the\n"
+    "agents again from their next heartbeats. Logs go to stderr. Stops on\n"
+    "SIGINT or SIGTERM.\n"
     "\n"
     "options:\n"
     "  --listen HOST:PORT    address to serve on (default 127.0.0.1:45326; port 0\n"
@@ -42,6 +45,7 @@ static const char USAGE[] =
 typedef struct entry {
     gl_agent_info info;
     uint64_t last_ms; /* loop time of its last heartbeat */
+    gl_conn *conn;    /* the connection its last heartbeat came on */
 } entry;
 
 static struct {
@@ -104,6 +108,7 @@ static void heartbeat(gl_conn *c, const gl_agent_info *a)
     }
     e->info = *a;
     e->last_ms = uv_now(&M.loop);
+    e->conn = c;
 }
 
 static void status(gl_conn *c)
@@ -189,7 +194,20 @@ static void on_msg(gl_conn *c, gl_msg *m)
     }
 }
 
-static const gl_conn_cb conn_cb = {NULL, on_msg, gl_daemon_closed, NULL};
+/* An agent whose connection closes is forgotten at once; one that
+ * reconnected already heartbeats on its new connection and stays. */
+static void on_closed(gl_conn *c, const char *why, bool was_ready)
+{
+    gl_daemon_closed(c, why, was_ready);
+    for (uint32_t i = 0; i < M.n; i++)
+        if (M.agents[i].conn == c) {
+            gl_log(GL_LOG_INFO, "agent %s forgotten: its connection closed", M.agents[i].info.addr);
+            M.agents[i] = M.agents[--M.n];
+            break;
+        }
+}
+
+static const gl_conn_cb conn_cb = {NULL, on_msg, on_closed, NULL};
 
 static void on_connection(uv_stream_t *server, int status)
 {

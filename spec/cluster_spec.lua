@@ -122,9 +122,10 @@ describe("gleam master and agents", function()
     return m, a1, a2
   end
 
+  -- (stopped, not killed: its connection stays open, only the beats stop)
   it("forgets an agent that misses its heartbeats, and only that one", function()
     local m, a1, a2 = two_agents()
-    helpers.kill(a2)
+    os.execute("kill -STOP " .. a2.pid)
     -- 3 missed beats of 0.5 s: gone well within 5 s
     local res = wait_agents(m, set(a1), 5)
     assert.are.equal(1, res.n, shown(res))
@@ -136,6 +137,16 @@ describe("gleam master and agents", function()
     assert.are.equal(1, res.n, shown(res))
     assert.is_true(res.agents[a1.addr].age < 1.5, shown(res))
     assert.falsy(log_of(m):find("agent " .. a1.addr .. " forgotten", 1, true))
+  end)
+
+  -- An agent killed outright closes its connection: forgotten for that,
+  -- not after its missed heartbeats (the log says which).
+  it("forgets at once an agent whose connection closes", function()
+    local m, a1, a2 = two_agents()
+    helpers.kill(a2)
+    local res = wait_agents(m, set(a1), 5)
+    assert.are.equal(1, res.n, shown(res))
+    assert.truthy(log_of(m):find("agent " .. a2.addr .. " forgotten: its connection closed", 1, true), log_of(m))
   end)
 
   it("rebuilds its registry after a restart from the agents' next heartbeats", function()
