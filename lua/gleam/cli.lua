@@ -85,6 +85,12 @@ local function usage_error(msg, usage)
   return 2
 end
 
+-- v as a whole number from 1 to most, or nil.
+local function whole(v, most)
+  local n = tonumber(v)
+  if n and n >= 1 and n <= most and n == math.floor(n) then return n end
+end
+
 -- The options run and repl share (-h; -w N, --workers=N; -m SIZE,
 -- --memory=SIZE; -d DIR, --dir=DIR; --master HOST:PORT; --max-attempts N;
 -- each long one also as --name=value) at args[i]. Returns the index of the
@@ -110,8 +116,8 @@ local function shared_option(args, i, usage)
     v = args[i]
   end
   if name == "workers" then
-    local n = tonumber(v)
-    if not n or n < 1 or n ~= math.floor(n) or n > 1024 then
+    local n = whole(v, 1024)
+    if not n then
       return nil, usage_error("--workers needs a whole number from 1 to 1024, got " .. tostring(v), usage)
     end
     gleam.config.workers = n
@@ -121,8 +127,8 @@ local function shared_option(args, i, usage)
     end
     gleam.config.master = v
   elseif name == "max_attempts" then
-    local n = tonumber(v)
-    if not n or n < 1 or n ~= math.floor(n) or n > 100 then
+    local n = whole(v, 100)
+    if not n then
       return nil, usage_error("--max-attempts needs a whole number from 1 to 100, got " .. tostring(v), usage)
     end
     gleam.config.max_attempts = n
