@@ -94,6 +94,38 @@ describe("a CSV file with no quotes", function()
   end)
 end)
 
+describe("a text file's tasks", function()
+  -- Four a worker, of at least 1 MiB each, and a multiple of the workers
+  -- once there are more than workers: the tasks are of equal size, and
+  -- one over a multiple keeps a single worker busy at the end (8 MiB and
+  -- 35 bytes on 2 workers made 9 tasks before).
+  it("are four a worker, fewer for a small file, and a multiple of the workers", function()
+    h.with_tmpdir(function(dir)
+      local MiB = 1048576
+      local function file(name, bytes)
+        local line = string.rep("w", 99) .. "\n"
+        local body = string.rep(line, math.floor(bytes / 100)) .. string.rep("x", bytes % 100)
+        return h.write_file(dir .. "/" .. name, body)
+      end
+      local function tasks(path, workers)
+        return tonumber(gleam.flow():text(path):explain { workers = workers }:match("(%d+) tasks? reading text"))
+      end
+      local odd = file("odd.txt", 8 * MiB + 35)
+      assert.are.equal(8, tasks(odd, 2))
+      assert.are.equal(4, tasks(odd, 1))
+      local five = file("five.txt", 5 * MiB)
+      assert.are.equal(6, tasks(five, 2))  -- 5 of 1 MiB, rounded up to 6
+      assert.are.equal(6, tasks(five, 3))
+      assert.are.equal(5, tasks(five, 8))  -- fewer than the workers: as they are
+      assert.are.equal(1, tasks(file("half.txt", MiB / 2), 2))
+      -- the rows are the file's, in order, however many tasks read it
+      local want = gleam.flow():text(odd, { shards = 1 }):collect { workers = 1 }
+      assert.are.same(want, gleam.flow():text(odd):collect { workers = 2 })
+      assert.are.same(want, gleam.flow():text(odd):collect { workers = 3 })
+    end)
+  end)
+end)
+
 describe("csv", function()
   it("reads quoted fields, header and types = auto", function()
     local dir = h.tmpdir()
