@@ -340,5 +340,55 @@ TEST(string_key_without_a_row)
     gl_agg_free(a);
 }
 
+/* An index entry holds a key's length up to 65534 bytes; longer keys
+ * keep theirs in the slot. Keys of lengths around that limit, differing
+ * only in their last byte, each keep their own slot through rehashes,
+ * found by row and by bytes. */
+TEST(long_keys)
+{
+    gl_keyspec k = {1, {1}};
+    gl_agg *a = gl_agg_new(&k);
+    REQUIRE(a);
+    enum { BIG = 70000 };
+    char *s = malloc(BIG + 1);
+    REQUIRE(s);
+    memset(s, 'k', BIG + 1);
+    static const size_t lens[] = {65530, 65531, 65532, 65533, 65534, 65535, 65536, 65537, BIG};
+    enum { NL = sizeof lens / sizeof lens[0] };
+    gl_buf r = {0};
+    uint32_t next = 0;
+    for (size_t i = 0; i < NL; i++)
+        for (char last = 'a'; last <= 'b'; last++) {
+            s[lens[i] - 1] = last;
+            CHECK_EQ(gl_agg_slot_str(a, s, lens[i]), (int64_t)next++ * 2 + 1);
+            s[lens[i] - 1] = 'k';
+        }
+    for (int i = 0; i < 5000; i++) { /* rehashes */
+        char w[16];
+        int n = snprintf(w, sizeof w, "w%d", i);
+        gl_agg_slot_str(a, w, (size_t)n);
+    }
+    next = 0;
+    for (size_t i = 0; i < NL; i++)
+        for (char last = 'a'; last <= 'b'; last++) {
+            s[lens[i] - 1] = last;
+            r.len = 0;
+            gl_mpk_put_array(&r, 2);
+            gl_mpk_put_str(&r, s, lens[i]);
+            gl_mpk_put_int(&r, 1);
+            CHECK_EQ(slot(a, &r), (int64_t)next * 2);
+            CHECK_EQ(gl_agg_slot_str(a, s, lens[i]), (int64_t)next * 2);
+            size_t len = 0;
+            const uint8_t *key = gl_agg_key(a, next, &len);
+            CHECK(len > lens[i] && !memcmp(key + len - lens[i], s, lens[i]));
+            s[lens[i] - 1] = 'k';
+            next++;
+        }
+    CHECK_EQ(gl_agg_count(a), next + 5000);
+    free(s);
+    gl_buf_free(&r);
+    gl_agg_free(a);
+}
+
 TEST_MAIN(T(key_first_field), T(key_two_fields_reversed), T(no_key_one_group), T(many_keys_rehash),
-          T(random_rows_against_a_list), T(string_key_without_a_row), T(reserve_keeps_keys))
+          T(random_rows_against_a_list), T(string_key_without_a_row), T(reserve_keeps_keys), T(long_keys))
