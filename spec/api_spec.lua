@@ -401,26 +401,58 @@ describe("ds:flatmap", function()
     end, expected)
   end)
 
+  -- The rows a flatmap of gmatch(pat) gives over text: each match's
+  -- values (its captures, or the match).
+  local function matches(text, pat)
+    local rows = {}
+    for _, l in ipairs(text) do
+      local it = l:gmatch(pat)
+      while true do
+        local r = { n = 0 }
+        local function take(...) r.n = select("#", ...); for i = 1, r.n do r[i] = (select(i, ...)) end end
+        take(it())
+        if r[1] == nil then break end
+        rows[#rows + 1] = r
+      end
+    end
+    return rows
+  end
+  local captures_text = { "ab (cd) e", "", "(f)(gh)", "ij kl (m", "no captures here" }
+  local capture_patterns = { "%a+", "(%a)(%a*)", "()%a+", "[(]%a", "%((%a)", "(%a+)", "%a" }
+
   -- worker.lua calls a gmatch iterator for one value once its pattern has
   -- shown it gives one: patterns with and without captures, side by side.
   it("takes gmatch iterators with and without captures", function()
-    local text = { "ab (cd) e", "", "(f)(gh)", "ij kl (m", "no captures here" }
-    for _, pat in ipairs { "%a+", "(%a)(%a*)", "()%a+", "[(]%a", "%((%a)", "(%a+)", "%a" } do
-      local expected = {}
-      for _, l in ipairs(text) do
-        local it = l:gmatch(pat)
-        while true do
-          local r = { n = 0 }
-          local function take(...) r.n = select("#", ...); for i = 1, r.n do r[i] = (select(i, ...)) end end
-          take(it())
-          if r[1] == nil then break end
-          expected[#expected + 1] = r
-        end
-      end
+    local text = captures_text
+    for _, pat in ipairs(capture_patterns) do
+      local expected = matches(text, pat)
       check(function(sh)
         return gleam.flow("f"):rows(text, sopt(sh)):flatmap(function(line) return line:gmatch(pat) end)
       end, expected)
     end
+  end)
+
+  -- function(line) return line:gmatch("<constant>") end is recognised
+  -- from its bytecode and the worker calls string.gmatch itself
+  -- (gleam.gmatch): the same rows, captures or not.
+  it("takes line:gmatch with a constant pattern as it takes any function", function()
+    local gm = require "gleam.gmatch"
+    local text = captures_text
+    for _, pat in ipairs(capture_patterns) do
+      local expected = matches(text, pat)
+      local fn = assert(loadstring(("return function(line, extra) return line:gmatch(%q) end"):format(pat)))()
+      assert.equals(pat, gm.pattern_of(fn))
+      check(function(sh)
+        return gleam.flow("f"):rows(text, sopt(sh)):flatmap(fn)
+      end, expected)
+    end
+    -- not recognised: an upvalue, a call on something else, a second argument
+    local pat = "%a+"
+    assert.is_nil(gm.pattern_of(function(line) return line:gmatch(pat) end))
+    assert.is_nil(gm.pattern_of(function(line) return line:lower():gmatch("%a+") end))
+    assert.is_nil(gm.pattern_of(function(line) return line:gmatch("%a+"), 1 end))
+    assert.is_nil(gm.pattern_of(function(a, line) return line:gmatch("%a+") end))
+    assert.is_nil(gm.pattern_of(function(line) return line:find("%a+") end))
   end)
 
   it("takes gleam.fn.words", function()
@@ -617,6 +649,13 @@ describe("ds:reduce_by_key", function()
           :flatmap(function(l) return l:gmatch("%w+") end):map(function(w) return w, 1 end)
         if split then ds = ds:select(1, 2) end
         return ds:reduce_by_key(function(a, b) return a + b end, sopt(sh))
+      end)
+      -- a combine giving nil for a key, which later rows of it then meet
+      both(function(sh, split)
+        local ds = gleam.flow("c"):rows(lines, sopt(sh))
+          :flatmap(function(l) return l:gmatch("%w+") end):map(function(w) return w, 1 end)
+        if split then ds = ds:select(1, 2) end
+        return ds:reduce_by_key(function(a, b) if a == 2 then return nil end return (a or 0) + (b or 0) end, sopt(sh))
       end)
       -- two value fields, and a key that is not field 1
       both(function(sh, split)

@@ -83,6 +83,48 @@ gleam.flow("e"):rows({ "a b", "c d" })
     assert.truthy(line:match('; row %("[abcd ]+"%)$'), line)
   end)
 
+  -- The iterator a flatmap returns runs after the function has returned:
+  -- its errors are the flatmap's too, not those of the step after it.
+  -- line:gmatch("...") is recognised and called by the worker itself
+  -- (gleam.gmatch); a pattern in an upvalue is not: both name flatmap,
+  -- and never a line of gleam's own files.
+  it("in flatmap's iterator (a bad pattern, a Lua iterator) names flatmap", function()
+    local iters = {
+      'function(line) return line:gmatch("a%1") end',
+      'function(line) return line:gmatch(pat) end',
+      'function(line) local n = 0; return function() n = n + 1; if n > 1 then error("iterator broke") end return line end end',
+    }
+    for _, it_src in ipairs(iters) do
+      local job = [[
+local gleam = require "gleam"
+local pat = "a%1"
+gleam.flow("e"):rows({ "ab cd", "ef" })
+  :flatmap(]] .. it_src .. [[) -- STEP
+  :map(function(w) return w, 1 end)
+  :collect()
+]]
+      local step = h.line_of(job, "-- STEP")
+      local line = failed(h.run_job(job, { workers = 1 }))
+      assert.truthy(line:match("^gleam: flatmap %(job.lua:" .. step .. "%): "), line)
+      assert.truthy(line:find("invalid capture index", 1, true) or line:find("iterator broke", 1, true), line)
+      assert.is_nil(line:find("worker.lua", 1, true), line)
+      assert.truthy(line:match('; row %("ab cd"%)$'), line)
+    end
+  end)
+
+  it("in flatmap's line:gmatch on a row that is not a string: as Lua says it", function()
+    local job = [[
+local gleam = require "gleam"
+gleam.flow("e"):rows({ "a b", 5 })
+  :flatmap(function(line) return line:gmatch("%a+") end) -- STEP
+  :collect()
+]]
+    local step = h.line_of(job, "-- STEP")
+    local line = failed(h.run_job(job, { workers = 1 }))
+    has(line, "flatmap (job.lua:" .. step .. "): job.lua:" .. step .. ": attempt to index local 'line' (a number value)")
+    assert.truthy(line:match("; row %(5%)$"), line)
+  end)
+
   it("in filter names filter", function()
     local job = [[
 local gleam = require "gleam"

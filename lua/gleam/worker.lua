@@ -10,6 +10,7 @@ local codec = require "gleam.codec"
 local closure = require "gleam.closure"
 local gfn = require "gleam.fn"
 local project = require "gleam.project"
+local gmatch = require "gleam.gmatch"
 local core = require "gleam.core"
 
 local C = core.C
@@ -25,6 +26,8 @@ if os.getenv("GLEAM_JIT_LOG") then require("jit.v").start(os.getenv("GLEAM_JIT_L
 
 -- The op whose user code is running, for the error handler.
 local current
+-- This file, as error messages name it.
+local HERE = debug.getinfo(1, "S").short_src .. ":"
 
 -- A group too big for memory arrives as ext 71 holding a token; its values
 -- are read from LMDB as the user's loop asks for them (op_group.c).
@@ -125,6 +128,28 @@ local function first_match(nxt, pat, v, ...)
   return v
 end
 
+-- Passes each match of the gmatch iterator r (state s, control c) on.
+local function each_match(nxt, pat, r, s, c)
+  if not gmatch_values[pat] then
+    c = first_match(nxt, pat, r(s, c))
+    if c == nil then return end
+  end
+  if gmatch_values[pat] == 1 then
+    while true do
+      c = r(s, c)
+      if c == nil then return end
+      nxt(c)
+    end
+  end
+  while true do
+    c = item(nxt, r(s, c))
+    if c == nil then return end
+  end
+end
+
+-- What line:gmatch(...) calls, while user code has not replaced it.
+local STRMETA, STRLIB, string_gmatch = getmetatable(""), string, string.gmatch
+
 local function wrap(kind, f, nxt, name)
   if kind == "map" then
     return function(...) return nxt(f(...)) end
@@ -136,23 +161,13 @@ local function wrap(kind, f, nxt, name)
       return nxt(...)
     end
   elseif kind == "flatmap" then
-    return function(...)
-      local r, s, c = f(...)
+    -- Passes on the items of what f returned.
+    local function spread(r, s, c)
       local tr = type(r)
       if tr == "function" then
         if GMATCH and funcinfo(r).ffid == GMATCH then
           local _, pat = getupvalue(r, 2)
-          if not gmatch_values[pat] then
-            c = first_match(nxt, pat, r(s, c))
-            if c == nil then return end
-          end
-          if gmatch_values[pat] == 1 then
-            while true do
-              c = r(s, c)
-              if c == nil then return end
-              nxt(c)
-            end
-          end
+          return each_match(nxt, pat, r, s, c)
         end
         while true do
           c = item(nxt, r(s, c))
@@ -171,6 +186,20 @@ local function wrap(kind, f, nxt, name)
         error(name .. ": the function must return an iterator or an array, not a " .. tr, 0)
       end
     end
+    local pat = gmatch.pattern_of(f)
+    if pat then
+      -- f is function(line) return line:gmatch(pat) end: call it as f
+      -- would, knowing what comes back.
+      return function(line, ...)
+        if type(line) == "string" and STRMETA.__index == STRLIB and STRLIB.gmatch == string_gmatch then
+          each_match(nxt, pat, string_gmatch(line, pat))
+        else
+          spread(f(line, ...))
+        end
+      end
+    end
+    -- Not tail calls: on_error finds this frame when the iterator fails.
+    return function(...) spread(f(...)) end
   end
   error("gleam: cannot chain a " .. tostring(kind) .. " step", 0)
 end
@@ -232,8 +261,8 @@ local function chain_op(d, out)
   for k = #d.steps, 1, -1 do
     local s = d.steps[k]
     local f = load_step(s)
-    steps[k] = { fn = f, name = s.name, where = s.where }
     run = wrap(s.kind, f, run, s.name)
+    steps[k] = { fn = f, name = s.name, where = s.where, wrapper = run }
   end
   local op = { steps = steps }
   local function push(ptr, len, nrows)
@@ -341,8 +370,8 @@ local function agg_op(d, out, agg)
     local last
     local kbuf = codec.new_buf()
     local kenc = codec.encoder(kbuf)
-    local key1 = nk == 1 and key[1] == 1
     local fast = false    -- (string, number) rows may skip encoding: key1 and nv == 1
+    local key1 = nk == 1 and key[1] == 1
     local slot_of = {}    -- every string key in the table (key1) -> its slot
     local nslots = 0      -- slots given out, pending ones included
     -- New string keys get the next slot at once and wait here, encoded,
@@ -406,8 +435,8 @@ local function agg_op(d, out, agg)
     for k = #chain, 1, -1 do
       local cs = chain[k]
       local cf = load_step(cs)
-      steps[k] = { fn = cf, name = cs.name, where = cs.where }
       run = wrap(cs.kind, cf, run, cs.name)
+      steps[k] = { fn = cf, name = cs.name, where = cs.where, wrapper = run }
     end
     last = steps[#chain]
     op.fallback = last
@@ -480,6 +509,9 @@ function M.on_error(msg)
     msg = type(msg) == "table" and tostring(msg.msg or msg) or tostring(msg)
   end
   if not op then return msg end
+  -- An error a library function raised for code here (a flatmap's gmatch
+  -- iterator) is placed at a line of this file: not the user's business.
+  if msg:find(HERE, 1, true) == 1 then msg = (msg:gsub("^[^\n]-:%d+: ", "", 1)) end
   -- Find the user function on the stack to know which step failed.
   -- With no user function on the stack the error came from encoding the
   -- output, which follows the last step.
@@ -489,7 +521,9 @@ function M.on_error(msg)
     local info = debug.getinfo(level, "fu")
     if not info then break end
     for _, s in ipairs(op.steps) do
-      if info.func == s.fn or (type(s.fn) == "table" and info.func == getmetatable(s.fn).__call) then
+      -- A step's wrapper is on the stack while a flatmap's iterator runs.
+      if info.func == s.fn or info.func == s.wrapper or
+          (type(s.fn) == "table" and info.func == getmetatable(s.fn).__call) then
         step = s
         args = {}
         for k = 1, info.nparams do
