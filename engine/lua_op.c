@@ -93,12 +93,24 @@ static void lua_destroy(gl_opr *op)
     lua_gc(L, LUA_GCSTEP, 0);
 }
 
-/* The key table, and the Lua array of values beside it (16-byte slots,
- * with the table's own overhead): about twice the keys again. */
+/* The key table, and what a key costs in Lua beside it: its value in an
+ * array and, fused with a chain, its entry in a table of string keys
+ * (with the tables' room to grow). */
+#define LUA_KEY_BYTES 96
 static size_t lua_held(gl_opr *op)
 {
     luast *s = op->st;
-    return 3 * gl_agg_bytes(s->agg);
+    return gl_agg_bytes(s->agg) + (size_t)gl_agg_count(s->agg) * LUA_KEY_BYTES;
+}
+
+/* Keys a combine may make room for before it sees them (worker.lua sizes
+ * its tables as its worker's last combine ended): within a quarter of the
+ * op's share at ~200 bytes a key (the table's ~100 and Lua's), so room
+ * made ahead never makes it emit. */
+static double keys_ahead(const gl_opr *op)
+{
+    const gl_store *st = op->t->run->store;
+    return st ? (double)(gl_store_op_share(st) / 4 / (100 + LUA_KEY_BYTES)) : 0;
 }
 
 int gl_op_lua_init(gl_opr *op)
@@ -125,7 +137,8 @@ int gl_op_lua_init(gl_opr *op)
         lua_pushlightuserdata(L, s->agg);
     else
         lua_pushnil(L);
-    int rc = call(op, 5, 3);
+    lua_pushnumber(L, keys_ahead(op));
+    int rc = call(op, 6, 3);
     if (rc)
         return rc;
     if (lua_type(L, -1) == LUA_TSTRING) {

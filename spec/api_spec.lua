@@ -692,6 +692,15 @@ describe("ds:reduce_by_key", function()
       end
       local e = msg(uneven(false))
       assert.truthy(e:find("rows have 2 value fields, earlier rows had 1", 1, true), e)
+      -- the same past a flatmap's iterator, which is still on the stack:
+      -- the combine's error, not the flatmap's
+      e = msg(function()
+        return gleam.flow("c"):rows({ "a b c" })
+          :flatmap(function(l) return l:gmatch("%a+") end)
+          :map(function(w) if w == "c" then return w, 1, 2 end return w, 1 end)
+          :reduce_by_key(function(a, b) return a + b end)
+      end)
+      assert.truthy(e:find("^reduce_by_key %(") and e:find("rows have 2 value fields, earlier rows had 1", 1, true), e)
     end)
   end)
 

@@ -112,6 +112,19 @@ gleam.flow("e"):rows({ "ab cd", "ef" })
     end
   end)
 
+  it("in encoding what a step after a flatmap gave: names that step, not flatmap", function()
+    local job = [[
+local gleam = require "gleam"
+gleam.flow("e"):rows({ "a b" })
+  :flatmap(function(line) return line:gmatch("%a+") end)
+  :map(function(w) return w, print end) -- STEP
+  :collect()
+]]
+    local step = h.line_of(job, "-- STEP")
+    local line = failed(h.run_job(job, { workers = 1 }))
+    assert.truthy(line:match("^gleam: map %(job.lua:" .. step .. "%): "), line)
+  end)
+
   it("in flatmap's line:gmatch on a row that is not a string: as Lua says it", function()
     local job = [[
 local gleam = require "gleam"

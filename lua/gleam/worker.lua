@@ -27,6 +27,7 @@ if os.getenv("GLEAM_JIT_LOG") then require("jit.v").start(os.getenv("GLEAM_JIT_L
 -- The op whose user code is running, for the error handler.
 local current
 -- This file, as error messages name it.
+local OWN_SOURCE = debug.getinfo(1, "S").source
 local HERE = debug.getinfo(1, "S").short_src .. ":"
 
 -- A group too big for memory arrives as ext 71 holding a token; its values
@@ -148,7 +149,7 @@ local function each_match(nxt, pat, r, s, c)
 end
 
 -- What line:gmatch(...) calls, while user code has not replaced it.
-local STRMETA, STRLIB, string_gmatch = getmetatable(""), string, string.gmatch
+local STRLIB, string_gmatch = string, string.gmatch
 
 local function wrap(kind, f, nxt, name)
   if kind == "map" then
@@ -191,7 +192,8 @@ local function wrap(kind, f, nxt, name)
       -- f is function(line) return line:gmatch(pat) end: call it as f
       -- would, knowing what comes back.
       return function(line, ...)
-        if type(line) == "string" and STRMETA.__index == STRLIB and STRLIB.gmatch == string_gmatch then
+        local mt = type(line) == "string" and getmetatable(line)
+        if type(mt) == "table" and rawget(mt, "__index") == STRLIB and rawget(STRLIB, "gmatch") == string_gmatch then
           each_match(nxt, pat, string_gmatch(line, pat))
         else
           spread(f(line, ...))
@@ -285,13 +287,13 @@ local function chain_op(d, out)
 end
 
 -- A combine's tables start at the size the last one in this state
--- reached: the map tasks of a stage meet about as many keys each, and
+-- reached, within what the engine allows (most): the map tasks of a
+-- stage meet about as many keys each, and
 -- growing two Lua tables and the engine's of ~85,000 keys from empty,
 -- task after task, was 4% of a Lua word count's instructions and 20% of
 -- its cache misses (rehashing, and the garbage it leaves).
 local table_new = require "table.new"
 local keys_hint = 0
-local HINT_MOST = 1048576
 
 -- Whole numbers within +-2^53 and fractions: numbers an encode and decode
 -- give back unchanged (larger whole numbers come back as int64 cdata).
@@ -306,7 +308,7 @@ local TWO53 = 2 ^ 53
 -- slot and reaches the engine's table later, with others, through
 -- gl_agg_slot_strs), and any other row is encoded and combined as the
 -- engine would have passed it, so values and errors are the same either way.
-local function agg_op(d, out, agg)
+local function agg_op(d, out, agg, most)
   local enc = codec.encoder(out)
   local s = d.step
   local f = load_step(s)
@@ -321,8 +323,9 @@ local function agg_op(d, out, agg)
   local nk = #key
   local nv                -- value fields per row, from the first row
   local vpos = {}         -- their field positions
-  local acc = table_new(keys_hint, 0) -- acc[slot * nv + j]
-  C.gl_agg_reserve(agg, keys_hint) -- a hint: out of memory here is not an error
+  local ahead = keys_hint < most and keys_hint or most
+  local acc = table_new(ahead, 0) -- acc[slot * nv + j]
+  C.gl_agg_reserve(agg, ahead) -- a hint: out of memory here is not an error
   local t = {}
   local emitted = 0
   local lenp = ffi.new("size_t[1]")
@@ -382,7 +385,7 @@ local function agg_op(d, out, agg)
     local kenc = codec.encoder(kbuf)
     local fast = false    -- (string, number) rows may skip encoding: key1 and nv == 1
     local key1 = nk == 1 and key[1] == 1
-    local slot_of = table_new(0, keys_hint) -- every string key in the table (key1) -> its slot
+    local slot_of = table_new(0, ahead) -- every string key in the table (key1) -> its slot
     local nslots = 0      -- slots given out, pending ones included
     -- New string keys get the next slot at once and wait here, encoded,
     -- until the table must agree (before a row goes to it, and at
@@ -477,7 +480,7 @@ local function agg_op(d, out, agg)
   local function finish()
     if flush then flush() end
     local total = C.gl_agg_count(agg)
-    keys_hint = total < HINT_MOST and total or HINT_MOST
+    keys_hint = total
     local upto = emitted + 4096
     if upto > total then upto = total end
     enc.begin()
@@ -499,7 +502,7 @@ end
 
 -- Returns push and finish for op number `index` of the stage in the blob;
 -- or, for a chain the engine runs in C, nil, nil and its projection.
-function M.op_new(blob, len, index, out, agg)
+function M.op_new(blob, len, index, out, agg, most)
   local ops = codec.decode(ffi_cast(u8p, blob), 0)
   local d
   for _, o in ipairs(ops) do
@@ -508,7 +511,16 @@ function M.op_new(blob, len, index, out, agg)
   if not d then error("gleam: stage has no Lua op " .. index, 0) end
   out = ffi_cast("gl_buf *", out)
   if d.kind == "chain" then return chain_op(d, out) end
-  return agg_op(d, out, ffi_cast("gl_agg *", agg))
+  return agg_op(d, out, ffi_cast("gl_agg *", agg), most)
+end
+
+-- A flatmap's wrapper (at level w of this function's stack) runs the
+-- iterator in a loop (w - 1) after the user's function has returned: an
+-- error is the iterator's when what the loop called (w - 2) is not of
+-- this file, whose functions are the next steps' wrappers and the sink.
+local function in_iterator(w)
+  local called = debug.getinfo(w - 2, "S")
+  return called ~= nil and called.source ~= OWN_SOURCE
 end
 
 -- Error handler for every call into this state: one line naming the step,
@@ -532,8 +544,7 @@ function M.on_error(msg)
     local info = debug.getinfo(level, "fu")
     if not info then break end
     for _, s in ipairs(op.steps) do
-      -- A step's wrapper is on the stack while a flatmap's iterator runs.
-      if info.func == s.fn or info.func == s.wrapper or
+      if info.func == s.fn or (info.func == s.wrapper and in_iterator(level + 1)) or
           (type(s.fn) == "table" and info.func == getmetatable(s.fn).__call) then
         step = s
         args = {}
