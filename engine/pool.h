@@ -18,6 +18,7 @@ struct gl_worker {
     int ref_mod;   /* registry ref: the gleam.worker module */
     int ref_trace; /* registry ref: its error handler */
     gl_err init;   /* why the Lua state could not be made, if it could not */
+    uint32_t agg_keys; /* keys the last Lua combine on this worker ended with */
 };
 
 typedef struct gl_worker gl_worker;

@@ -53,7 +53,6 @@ typedef void (*gl_progress_fn)(const gl_progress *p);
 void gl_engine_set_progress(gl_engine *e, gl_progress_fn fn, uint32_t ms);
 
 typedef struct gl_agg gl_agg;
-int gl_agg_reserve(gl_agg *a, uint32_t n);
 int64_t gl_agg_slot(gl_agg *a, const uint8_t *row, size_t len);
 int64_t gl_agg_slot_strs(gl_agg *a, const uint8_t *p, size_t len);
 const uint8_t *gl_agg_key(const gl_agg *a, uint32_t slot, size_t *len);

@@ -286,14 +286,9 @@ local function chain_op(d, out)
   return push, finish
 end
 
--- A combine's tables start at the size the last one in this state
--- reached, within what the engine allows (most): the map tasks of a
--- stage meet about as many keys each, and
--- growing two Lua tables and the engine's of ~85,000 keys from empty,
--- task after task, was 4% of a Lua word count's instructions and 20% of
--- its cache misses (rehashing, and the garbage it leaves).
+-- A combine's Lua tables start with room for the keys the engine made
+-- room for in its table (lua_op.c: as many as the last combine here met).
 local table_new = require "table.new"
-local keys_hint = 0
 
 -- Whole numbers within +-2^53 and fractions: numbers an encode and decode
 -- give back unchanged (larger whole numbers come back as int64 cdata).
@@ -308,7 +303,7 @@ local TWO53 = 2 ^ 53
 -- slot and reaches the engine's table later, with others, through
 -- gl_agg_slot_strs), and any other row is encoded and combined as the
 -- engine would have passed it, so values and errors are the same either way.
-local function agg_op(d, out, agg, most)
+local function agg_op(d, out, agg, room)
   local enc = codec.encoder(out)
   local s = d.step
   local f = load_step(s)
@@ -323,9 +318,7 @@ local function agg_op(d, out, agg, most)
   local nk = #key
   local nv                -- value fields per row, from the first row
   local vpos = {}         -- their field positions
-  local ahead = keys_hint < most and keys_hint or most
-  local acc = table_new(ahead, 0) -- acc[slot * nv + j]
-  C.gl_agg_reserve(agg, ahead) -- a hint: out of memory here is not an error
+  local acc = table_new(room, 0) -- acc[slot * nv + j]
   local t = {}
   local emitted = 0
   local lenp = ffi.new("size_t[1]")
@@ -385,7 +378,7 @@ local function agg_op(d, out, agg, most)
     local kenc = codec.encoder(kbuf)
     local fast = false    -- (string, number) rows may skip encoding: key1 and nv == 1
     local key1 = nk == 1 and key[1] == 1
-    local slot_of = table_new(0, ahead) -- every string key in the table (key1) -> its slot
+    local slot_of = table_new(0, room) -- every string key in the table (key1) -> its slot
     local nslots = 0      -- slots given out, pending ones included
     -- New string keys get the next slot at once and wait here, encoded,
     -- until the table must agree (before a row goes to it, and at
@@ -480,7 +473,6 @@ local function agg_op(d, out, agg, most)
   local function finish()
     if flush then flush() end
     local total = C.gl_agg_count(agg)
-    keys_hint = total
     local upto = emitted + 4096
     if upto > total then upto = total end
     enc.begin()
@@ -501,8 +493,10 @@ local function agg_op(d, out, agg, most)
 end
 
 -- Returns push and finish for op number `index` of the stage in the blob;
--- or, for a chain the engine runs in C, nil, nil and its projection.
-function M.op_new(blob, len, index, out, agg, most)
+-- or, for a chain the engine runs in C, nil, nil and its projection. A
+-- combine gets the engine's key table (agg) and how many keys it has
+-- room for (room).
+function M.op_new(blob, len, index, out, agg, room)
   local ops = codec.decode(ffi_cast(u8p, blob), 0)
   local d
   for _, o in ipairs(ops) do
@@ -511,7 +505,7 @@ function M.op_new(blob, len, index, out, agg, most)
   if not d then error("gleam: stage has no Lua op " .. index, 0) end
   out = ffi_cast("gl_buf *", out)
   if d.kind == "chain" then return chain_op(d, out) end
-  return agg_op(d, out, ffi_cast("gl_agg *", agg), most)
+  return agg_op(d, out, ffi_cast("gl_agg *", agg), room)
 end
 
 -- A flatmap's wrapper (at level w of this function's stack) runs the
